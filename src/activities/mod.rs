@@ -1,0 +1,61 @@
+//! The I/O of an order: Postgres, the payment gateway, the carrier. Each
+//! activity is safe to retry: it is keyed by order id and re-reads what an
+//! earlier attempt recorded before doing anything.
+
+pub mod carrier;
+pub mod order;
+pub mod payment_gateway;
+
+pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier};
+pub use order::OrderActivities;
+pub use payment_gateway::{HttpPaymentGateway, PaymentGateway, SimulatedPaymentGateway};
+
+use std::sync::Arc;
+
+use crate::config::{Integration, Settings};
+
+/// An external party's answer that is not a business outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum PartyError {
+    /// Worth retrying: network trouble, timeouts, 5xx, 429.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help: the request itself was refused.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl PartyError {
+    /// Classifies an HTTP exchange the way both HTTP integrations need it.
+    pub(crate) fn from_status(status: reqwest::StatusCode, body: &str) -> PartyError {
+        let msg = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        {
+            PartyError::Transient(msg)
+        } else {
+            PartyError::Permanent(msg)
+        }
+    }
+}
+
+impl From<reqwest::Error> for PartyError {
+    fn from(e: reqwest::Error) -> Self {
+        // Connection, timeout and body errors: the request may not have arrived; the
+        // idempotency key makes the retry safe either way.
+        PartyError::Transient(e.to_string())
+    }
+}
+
+/// Builds the activities with the integrations chosen by configuration.
+pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderActivities, reqwest::Error> {
+    let http = reqwest::Client::builder().timeout(settings.http_client_timeout).build()?;
+    let payments: Arc<dyn PaymentGateway> = match &settings.payment_gateway {
+        Integration::Simulated => Arc::new(SimulatedPaymentGateway::default()),
+        Integration::Http { base_url } => Arc::new(HttpPaymentGateway::new(http.clone(), base_url.clone())),
+    };
+    let carrier: Arc<dyn Carrier> = match &settings.carrier {
+        Integration::Simulated => Arc::new(SimulatedCarrier),
+        Integration::Http { base_url } => Arc::new(HttpCarrier::new(http, base_url.clone())),
+    };
+    Ok(OrderActivities { pool, payments, carrier })
+}

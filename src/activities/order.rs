@@ -1,0 +1,227 @@
+//! The activities of `OrderWorkflow`. Type names are pinned with `name = ..`
+//! so renaming a Rust item never breaks a running workflow.
+//!
+//! Business outcomes (out of stock, a declined card) are returned as values:
+//! they are answers, not errors, and are never retried. Errors are either
+//! transient (retried by the activity's retry policy) or permanent
+//! (non-retryable `ApplicationFailure`s).
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use super::carrier::{Carrier, ShipmentRequest};
+use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
+use super::PartyError;
+use crate::db::{inventory, notifications, orders, payments, shipments};
+use crate::domain::{FailureReason, OrderId, OrderStatus};
+
+pub struct OrderActivities {
+    pub pool: PgPool,
+    pub payments: Arc<dyn PaymentGateway>,
+    pub carrier: Arc<dyn Carrier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Reservation {
+    Reserved,
+    OutOfStock { skus: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Charge {
+    Captured { reference: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipped {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailOrder {
+    pub order_id: OrderId,
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+/// An error the caller cannot fix by retrying.
+fn permanent(type_name: &str, message: String) -> ActivityError {
+    ApplicationFailure::builder(message).type_name(type_name.to_owned()).non_retryable(true).build().into()
+}
+
+fn party(type_name: &str, err: PartyError) -> ActivityError {
+    match err {
+        PartyError::Permanent(m) => permanent(type_name, m),
+        PartyError::Transient(m) => ApplicationFailure::builder(m).type_name(format!("{type_name}Transient")).build().into(),
+    }
+}
+
+fn missing(id: OrderId) -> ActivityError {
+    permanent("OrderNotFound", format!("order {id} does not exist"))
+}
+
+#[activities]
+impl OrderActivities {
+    /// Holds stock for every line in one transaction, or for none.
+    #[activity(name = "ReserveInventory")]
+    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "ReserveInventory"))]
+    pub async fn reserve_inventory(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Reservation, ActivityError> {
+        let mut tx = self.pool.begin().await?;
+        if orders::lock(&mut tx, id).await?.is_none() {
+            return Err(missing(id));
+        }
+        match inventory::reserve(&mut tx, id).await? {
+            inventory::Reserve::Held => {
+                orders::transition(&mut tx, id, OrderStatus::Reserved, None, Some("stock reserved")).await?;
+                tx.commit().await?;
+                Ok(Reservation::Reserved)
+            }
+            inventory::Reserve::Short(skus) => {
+                tx.rollback().await?;
+                tracing::info!(?skus, "out of stock");
+                Ok(Reservation::OutOfStock { skus })
+            }
+        }
+    }
+
+    /// Charges the order total once: the gateway sees the same idempotency key on every attempt.
+    #[activity(name = "ChargePayment")]
+    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "ChargePayment"))]
+    pub async fn charge_payment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
+        let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
+        if order.total <= Decimal::ZERO {
+            let mut tx = self.pool.begin().await?;
+            orders::transition(&mut tx, id, OrderStatus::Paid, None, Some("nothing to charge")).await?;
+            tx.commit().await?;
+            return Ok(Charge::Captured { reference: "none".into() });
+        }
+        let payment = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await?;
+        let result = match (payment.status.as_str(), payment.provider_reference) {
+            // An earlier attempt got the gateway's answer; only the status write may be missing.
+            ("succeeded", Some(reference)) => ChargeResult::Captured { reference },
+            ("declined", _) => ChargeResult::Declined { reason: payment.decline_reason.unwrap_or_default() },
+            _ => {
+                let req = ChargeRequest {
+                    idempotency_key: payments::Kind::Charge.key(id),
+                    order_id: id.to_string(),
+                    amount: order.total,
+                    currency: order.currency,
+                    payment_method: order.payment_method,
+                    payment_token: order.payment_token,
+                };
+                tracing::info!(attempt = ctx.info().attempt, amount = %req.amount, "charging");
+                self.payments.charge(&req).await.map_err(|e| party("PaymentFailed", e))?
+            }
+        };
+        match result {
+            ChargeResult::Captured { reference } => {
+                let mut tx = self.pool.begin().await?;
+                payments::succeed(&mut tx, id, payments::Kind::Charge, &reference).await?;
+                let detail = format!("payment captured: {reference}");
+                orders::transition(&mut tx, id, OrderStatus::Paid, None, Some(&detail)).await?;
+                tx.commit().await?;
+                Ok(Charge::Captured { reference })
+            }
+            ChargeResult::Declined { reason } => {
+                payments::decline(&self.pool, id, &reason).await?;
+                tracing::info!(%reason, "payment declined");
+                Ok(Charge::Declined { reason })
+            }
+        }
+    }
+
+    /// Returns a captured charge. Safe to call when nothing was captured.
+    #[activity(name = "RefundPayment")]
+    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "RefundPayment"))]
+    pub async fn refund_payment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
+        let Some(charge) = payments::find(&self.pool, id, payments::Kind::Charge).await? else {
+            return Ok(());
+        };
+        if charge.status == "declined" {
+            return Ok(());
+        }
+        let refund = payments::begin(&self.pool, id, payments::Kind::Refund, charge.amount).await?;
+        if refund.status == "succeeded" {
+            return Ok(());
+        }
+        let req = RefundRequest {
+            idempotency_key: payments::Kind::Refund.key(id),
+            charge_idempotency_key: payments::Kind::Charge.key(id),
+            charge_reference: charge.provider_reference,
+            amount: charge.amount,
+        };
+        match self.payments.refund(&req).await.map_err(|e| party("RefundFailed", e))? {
+            RefundResult::Refunded { reference } => {
+                let mut tx = self.pool.begin().await?;
+                payments::succeed(&mut tx, id, payments::Kind::Refund, &reference).await?;
+                tx.commit().await?;
+            }
+            RefundResult::NothingToRefund => {
+                payments::discard_pending(&self.pool, id, payments::Kind::Refund).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Books the parcel, then in one transaction: records the shipment, consumes
+    /// the reservation, marks the order shipped and writes the confirmation to the outbox.
+    #[activity(name = "BookShipment")]
+    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "BookShipment"))]
+    pub async fn book_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
+        let booking = match shipments::find(&self.pool, id).await? {
+            Some(s) => s,
+            None => {
+                let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
+                let req = ShipmentRequest {
+                    idempotency_key: format!("ship-{id}"),
+                    order_id: id.to_string(),
+                    address: order.shipping_address.0,
+                    parcels: shipments::manifest(&self.pool, id).await?,
+                };
+                let b = self.carrier.book(&req).await.map_err(|e| party("ShipmentRejected", e))?;
+                shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number }
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        orders::lock(&mut tx, id).await?;
+        shipments::insert(&mut tx, id, &booking).await?;
+        inventory::consume(&mut tx, id).await?;
+        let detail = format!("shipped with {}, tracking {}", booking.carrier, booking.tracking_number);
+        if orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await? {
+            let payload = json!({"order_id": id, "carrier": booking.carrier, "tracking_number": booking.tracking_number});
+            notifications::enqueue(&mut tx, id, "order_confirmed", &payload).await?;
+        }
+        tx.commit().await?;
+        Ok(Shipped { carrier: booking.carrier, tracking_number: booking.tracking_number })
+    }
+
+    /// The last compensation and the failure record, in one transaction:
+    /// releases held stock, marks the order failed with its reason, and writes
+    /// the failure notification to the outbox.
+    #[activity(name = "FailOrder")]
+    #[tracing::instrument(skip_all, fields(order_id = %f.order_id, activity = "FailOrder"))]
+    pub async fn fail_order(self: Arc<Self>, _ctx: ActivityContext, f: FailOrder) -> Result<(), ActivityError> {
+        let id = f.order_id;
+        let mut tx = self.pool.begin().await?;
+        orders::lock(&mut tx, id).await?;
+        let released = inventory::release(&mut tx, id).await?;
+        if orders::transition(&mut tx, id, OrderStatus::Failed, Some(f.reason), Some(&f.detail)).await? {
+            let payload = json!({"order_id": id, "reason": f.reason, "detail": f.detail});
+            notifications::enqueue(&mut tx, id, "order_failed", &payload).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(reason = f.reason.as_str(), released, "order failed");
+        Ok(())
+    }
+}

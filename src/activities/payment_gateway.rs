@@ -1,0 +1,149 @@
+//! Taking and returning money. The gateway is keyed by our idempotency key, so a
+//! request repeated after a crash or timeout never moves money twice.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::PartyError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChargeRequest {
+    pub idempotency_key: String,
+    pub order_id: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub payment_method: String,
+    /// The PSP token; sent to the gateway only, never logged.
+    #[serde(rename = "token")]
+    pub payment_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeResult {
+    Captured { reference: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    /// The charge's own idempotency key, so the gateway can find a charge whose answer we never saw.
+    pub charge_idempotency_key: String,
+    pub charge_reference: Option<String>,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundResult {
+    Refunded { reference: String },
+    /// The gateway holds no captured charge under that key.
+    NothingToRefund,
+}
+
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError>;
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError>;
+}
+
+/// Deterministic gateway for development and tests, driven by the payment token:
+/// `tok_declined` is declined, `tok_flaky` fails transiently on the first two calls
+/// for an order and then succeeds, `tok_error` is refused permanently, and any
+/// other token succeeds. References derive from the idempotency key, so a
+/// repeated call returns the same reference, as a real gateway does.
+#[derive(Default)]
+pub struct SimulatedPaymentGateway {
+    calls: Mutex<HashMap<String, u32>>,
+}
+
+fn reference(prefix: &str, key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    format!("{prefix}_{}", &hex::encode(digest)[..20])
+}
+
+#[async_trait]
+impl PaymentGateway for SimulatedPaymentGateway {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError> {
+        let call = {
+            // A poisoned lock only means another call panicked mid-update of a counter.
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let n = calls.entry(req.idempotency_key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        match req.payment_token.as_str() {
+            "tok_declined" => Ok(ChargeResult::Declined { reason: "card_declined".into() }),
+            "tok_error" => Err(PartyError::Permanent("invalid_request: token not usable".into())),
+            "tok_flaky" if call <= 2 => Err(PartyError::Transient(format!("gateway timeout (simulated, call {call})"))),
+            _ => Ok(ChargeResult::Captured { reference: reference("sim_ch", &req.idempotency_key) }),
+        }
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
+        Ok(match &req.charge_reference {
+            Some(_) => RefundResult::Refunded { reference: reference("sim_re", &req.idempotency_key) },
+            None => RefundResult::NothingToRefund,
+        })
+    }
+}
+
+/// A PSP over HTTP: `POST {base}/charges` and `POST {base}/refunds`, JSON, with
+/// an `Idempotency-Key` header. 2xx `{"id": ..}` succeeds; 402 `{"reason": ..}` is a
+/// decline; 404 on a refund means there is nothing to refund; 5xx, 408 and 429 are transient.
+pub struct HttpPaymentGateway {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+struct GatewayReply {
+    id: Option<String>,
+    reason: Option<String>,
+}
+
+impl HttpPaymentGateway {
+    pub fn new(http: reqwest::Client, base_url: String) -> Self {
+        Self { http, base_url }
+    }
+
+    async fn post(&self, path: &str, key: &str, body: &impl Serialize) -> Result<(reqwest::StatusCode, GatewayReply, String), PartyError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let reply = serde_json::from_str(&text).unwrap_or(GatewayReply { id: None, reason: None });
+        Ok((status, reply, text))
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for HttpPaymentGateway {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError> {
+        let (status, reply, text) = self.post("/charges", &req.idempotency_key, req).await?;
+        match (status.as_u16(), reply.id) {
+            (200..=299, Some(reference)) => Ok(ChargeResult::Captured { reference }),
+            (200..=299, None) => Err(PartyError::Transient("gateway reply without an id".into())),
+            (402, _) => Ok(ChargeResult::Declined { reason: reply.reason.unwrap_or_else(|| "declined".into()) }),
+            _ => Err(PartyError::from_status(status, &text)),
+        }
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
+        let (status, reply, text) = self.post("/refunds", &req.idempotency_key, req).await?;
+        match (status.as_u16(), reply.id) {
+            (200..=299, Some(reference)) => Ok(RefundResult::Refunded { reference }),
+            (404, _) => Ok(RefundResult::NothingToRefund),
+            _ => Err(PartyError::from_status(status, &text)),
+        }
+    }
+}

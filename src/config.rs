@@ -1,0 +1,268 @@
+//! One `Settings` for both binaries: read from the environment (and `.env` when
+//! present), validated once at start-up with an error that names the variable.
+//! Secrets are wrapped in `Secret`, whose `Debug` never shows them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::domain::Pricing;
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Which implementation talks to an external party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integration {
+    /// Deterministic, in-process; for development and tests.
+    Simulated,
+    /// A real HTTP API at this base URL.
+    Http { base_url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Secret,
+    pub db_max_connections: u32,
+    pub temporal_address: String,
+    pub temporal_namespace: String,
+    pub task_queue: String,
+    pub http_addr: SocketAddr,
+    pub jwt_secret: Secret,
+    pub pricing: Pricing,
+    pub payment_gateway: Integration,
+    pub carrier: Integration,
+    pub http_client_timeout: Duration,
+    pub worker: WorkerSettings,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+    /// Orders accepted while Temporal was unreachable are started by a loop this often.
+    pub start_recovery_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    pub max_concurrent_activities: usize,
+    pub max_concurrent_local_activities: usize,
+    pub max_concurrent_workflow_tasks: usize,
+    pub max_cached_workflows: usize,
+}
+
+/// Where settings come from; a closure in tests, the process environment otherwise.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+struct Env<'a>(&'a Lookup<'a>);
+
+impl Env<'_> {
+    fn get(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var).ok_or(ConfigError { var, message: "is required".into() })
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ConfigError { var, message: format!("must be {what}, got {v:?}") }),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(&v)
+                .map_err(|_| ConfigError { var, message: format!("must be a duration like 30s or 5m, got {v:?}") }),
+        }
+    }
+
+    fn count(&self, var: &'static str, default: usize) -> Result<usize, ConfigError> {
+        let n: usize = self.parse(var, default, "a positive integer")?;
+        if n == 0 {
+            return Err(ConfigError { var, message: "must be at least 1".into() });
+        }
+        Ok(n)
+    }
+
+    fn money(&self, var: &'static str, default: Decimal) -> Result<Decimal, ConfigError> {
+        let v: Decimal = self.parse(var, default, "a decimal number")?;
+        if v.is_sign_negative() {
+            return Err(ConfigError { var, message: "must not be negative".into() });
+        }
+        Ok(v)
+    }
+
+    fn integration(&self, var: &'static str, url_var: &'static str) -> Result<Integration, ConfigError> {
+        match self.get(var).as_deref().unwrap_or("simulated") {
+            "simulated" => Ok(Integration::Simulated),
+            "http" => {
+                let base_url = self.required(url_var)?;
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(ConfigError { var: url_var, message: "must be an http:// or https:// URL".into() });
+                }
+                Ok(Integration::Http { base_url: base_url.trim_end_matches('/').to_owned() })
+            }
+            other => Err(ConfigError { var, message: format!("must be simulated or http, got {other:?}") }),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        // A missing .env is normal; a malformed one is reported.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(ConfigError { var: ".env", message: e.to_string() });
+        }
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: &Lookup<'_>) -> Result<Settings, ConfigError> {
+        let env = Env(lookup);
+        let jwt_secret = env.required("ORDERS_JWT_SECRET")?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError {
+                var: "ORDERS_JWT_SECRET",
+                message: "must be at least 32 bytes (HS256 needs a 256-bit key)".into(),
+            });
+        }
+        let database_url = env.required("DATABASE_URL")?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError { var: "DATABASE_URL", message: "must be a postgres:// URL".into() });
+        }
+        let tax_rate = env.money("ORDERS_TAX_RATE", Decimal::new(85, 3))?;
+        if tax_rate >= Decimal::ONE {
+            return Err(ConfigError { var: "ORDERS_TAX_RATE", message: "must be a fraction below 1, e.g. 0.085".into() });
+        }
+        let defaults = Pricing::default();
+        let pricing = Pricing {
+            tax_rate,
+            shipping_fee: env.money("ORDERS_SHIPPING_FEE", defaults.shipping_fee)?,
+            free_shipping_threshold: env.money("ORDERS_FREE_SHIPPING_THRESHOLD", defaults.free_shipping_threshold)?,
+        };
+        let db_max_connections: u32 = env.parse("ORDERS_DB_MAX_CONNECTIONS", 20, "a positive integer")?;
+        let worker = WorkerSettings {
+            max_concurrent_activities: env.count("ORDERS_WORKER_MAX_ACTIVITIES", 10)?,
+            max_concurrent_local_activities: env.count("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES", 10)?,
+            max_concurrent_workflow_tasks: env.count("ORDERS_WORKER_MAX_WORKFLOW_TASKS", 50)?,
+            max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 1000)?,
+        };
+        // Every activity may hold a connection; more slots than connections would only queue on the pool.
+        let db_activities = worker.max_concurrent_activities + worker.max_concurrent_local_activities;
+        if (db_max_connections as usize) < db_activities {
+            return Err(ConfigError {
+                var: "ORDERS_DB_MAX_CONNECTIONS",
+                message: format!(
+                    "is {db_max_connections}, below ORDERS_WORKER_MAX_ACTIVITIES + ORDERS_WORKER_MAX_LOCAL_ACTIVITIES = {db_activities}"
+                ),
+            });
+        }
+        let log_format = match env.get("ORDERS_LOG_FORMAT").as_deref().unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                return Err(ConfigError { var: "ORDERS_LOG_FORMAT", message: format!("must be json or text, got {other:?}") });
+            }
+        };
+        Ok(Settings {
+            database_url: Secret::new(database_url),
+            db_max_connections,
+            temporal_address: env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| "127.0.0.1:7233".into()),
+            temporal_namespace: env.get("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
+            task_queue: env.get("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| "orders".into()),
+            http_addr: env.parse("ORDERS_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)), "a socket address like 0.0.0.0:8080")?,
+            jwt_secret: Secret::new(jwt_secret),
+            pricing,
+            payment_gateway: env.integration("ORDERS_PAYMENT_GATEWAY", "ORDERS_PAYMENT_GATEWAY_URL")?,
+            carrier: env.integration("ORDERS_CARRIER", "ORDERS_CARRIER_URL")?,
+            http_client_timeout: env.duration("ORDERS_HTTP_CLIENT_TIMEOUT", Duration::from_secs(10))?,
+            worker,
+            log_format,
+            shutdown_grace: env.duration("ORDERS_SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            start_recovery_interval: env.duration("ORDERS_START_RECOVERY_INTERVAL", Duration::from_secs(10))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut env: BTreeMap<String, String> = BTreeMap::from([
+            ("DATABASE_URL".into(), "postgres://u:hunter2@localhost/orders".into()),
+            ("ORDERS_JWT_SECRET".into(), "0123456789abcdef0123456789abcdef".into()),
+        ]);
+        for (k, v) in vars {
+            env.insert((*k).into(), (*v).into());
+        }
+        Settings::from_lookup(&|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_secrets_are_redacted() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.task_queue, "orders");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.payment_gateway, Integration::Simulated);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("ORDERS_JWT_SECRET", "short", "ORDERS_JWT_SECRET"),
+            ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+            ("ORDERS_HTTP_ADDR", "nope", "ORDERS_HTTP_ADDR"),
+            ("ORDERS_TAX_RATE", "-0.1", "ORDERS_TAX_RATE"),
+            ("ORDERS_PAYMENT_GATEWAY", "http", "ORDERS_PAYMENT_GATEWAY_URL"),
+            ("ORDERS_CARRIER", "carrier-pigeon", "ORDERS_CARRIER"),
+            ("ORDERS_DB_MAX_CONNECTIONS", "5", "ORDERS_DB_MAX_CONNECTIONS"),
+            ("ORDERS_SHUTDOWN_GRACE", "soon", "ORDERS_SHUTDOWN_GRACE"),
+        ];
+        for (var, value, named) in cases {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, *named, "{var}={value}: {err}");
+        }
+        let missing = Settings::from_lookup(&|_| None).unwrap_err();
+        assert_eq!(missing.var, "ORDERS_JWT_SECRET");
+    }
+}

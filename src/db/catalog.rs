@@ -1,0 +1,56 @@
+//! The product catalog with stock on hand.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Product {
+    #[schema(example = "WIDGET-1")]
+    pub sku: String,
+    #[schema(example = "Blue widget")]
+    pub name: String,
+    #[schema(value_type = String, example = "19.99")]
+    pub unit_price: Decimal,
+    pub active: bool,
+    /// Units that can still be ordered.
+    #[schema(example = 120)]
+    pub available: i32,
+}
+
+const SELECT: &str = "SELECT p.sku, p.name, p.unit_price, p.active, COALESCE(i.available, 0) AS available \
+                      FROM products p LEFT JOIN inventory i USING (sku)";
+
+#[tracing::instrument(skip(pool))]
+pub async fn list_active(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE p.active ORDER BY p.sku")).fetch_all(pool).await
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn by_skus(pool: &PgPool, skus: &[String]) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE p.sku = ANY($1)")).bind(skus).fetch_all(pool).await
+}
+
+/// Adds or updates a product and sets its stock (for the demo catalog and tests).
+pub async fn upsert(pool: &PgPool, sku: &str, name: &str, unit_price: Decimal, available: i32) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO products (sku, name, unit_price) VALUES ($1, $2, $3) \
+         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, unit_price = EXCLUDED.unit_price, active = TRUE",
+    )
+    .bind(sku)
+    .bind(name)
+    .bind(unit_price)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO inventory (sku, available) VALUES ($1, $2) \
+         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, updated_at = now()",
+    )
+    .bind(sku)
+    .bind(available)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}

@@ -1,0 +1,46 @@
+//! Postgres access: reads for the HTTP handlers, idempotent writes for the
+//! activities. Every write an activity retries is keyed so a retry changes nothing.
+
+pub mod catalog;
+pub mod inventory;
+pub mod notifications;
+pub mod orders;
+pub mod payments;
+pub mod shipments;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::Settings;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A lazily connecting pool: the API starts (and answers `/healthz`, and 503 on
+/// `/readyz`) while Postgres is still coming up.
+pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(settings.database_url.expose())
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// True when a trivial query answers within `timeout`.
+pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await, Ok(Ok(_)))
+}
+
+/// Serialization failures and deadlocks are worth retrying; the caller's retry
+/// policy (Temporal's, for activities) does the retrying.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01" | "53300")),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,376 @@
+//! The orders read model: written when an order is accepted and at each status
+//! change, read by `GET /orders/{id}` (which works while no worker runs).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{Address, FailureReason, OrderId, OrderStatus, PricedOrder};
+
+const ACCEPTED: &str = "order accepted";
+
+/// What happened when an order was recorded.
+#[derive(Debug)]
+pub enum Recorded {
+    Created { created_at: DateTime<Utc> },
+    /// The customer already used this idempotency key; `request_hash` is the hash of that first request.
+    Existing { id: OrderId, request_hash: String },
+}
+
+/// Records an accepted order with its lines and first timeline event, in one transaction.
+#[tracing::instrument(skip_all, fields(order_id = %order.id))]
+pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (key, hash) = order.idempotency.clone().unzip();
+    let o = &order.order;
+    // ON CONFLICT waits for a concurrent insert with the same key to commit, so
+    // concurrent duplicates see each other and exactly one order is created.
+    let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
+           billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT ON CONSTRAINT orders_idempotency_key_key DO NOTHING RETURNING created_at",
+    )
+    .bind(order.id.0)
+    .bind(&o.customer_id)
+    .bind(order.totals.subtotal)
+    .bind(order.totals.tax)
+    .bind(order.totals.shipping)
+    .bind(order.totals.total)
+    .bind(Json(&o.shipping_address))
+    .bind(Json(&o.billing_address))
+    .bind(o.payment_method.as_str())
+    .bind(&o.payment_token)
+    .bind(&o.notes)
+    .bind(&key)
+    .bind(&hash)
+    .bind(order.id.workflow_id())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((created_at,)) = inserted else {
+        let (id, request_hash): (Uuid, String) =
+            sqlx::query_as("SELECT id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
+                .bind(&o.customer_id)
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(Recorded::Existing { id: OrderId(id), request_hash });
+    };
+    for (line_no, line) in order.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(order.id.0)
+        // at most NewOrder::MAX_LINES lines
+        .bind(line_no as i16)
+        .bind(line.sku.as_str())
+        .bind(&line.name)
+        .bind(line.quantity.get() as i32)
+        .bind(line.unit_price)
+        .bind(line.line_total)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_event(&mut tx, order.id, OrderStatus::Pending, Some(ACCEPTED)).await?;
+    tx.commit().await?;
+    Ok(Recorded::Created { created_at })
+}
+
+async fn insert_event(
+    conn: &mut PgConnection,
+    id: OrderId,
+    status: OrderStatus,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO order_events (order_id, status, detail) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(id.0)
+        .bind(status.as_str())
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves an order to `status` and appends the timeline event, unless it is
+/// already there or past it (then nothing changes and `false` is returned).
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: OrderId,
+    status: OrderStatus,
+    reason: Option<FailureReason>,
+    detail: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4)",
+    )
+    .bind(id.0)
+    .bind(status.as_str())
+    .bind(reason.map(FailureReason::as_str))
+    .bind(status.reachable_from())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if moved {
+        insert_event(conn, id, status, detail).await?;
+    }
+    Ok(moved)
+}
+
+/// Locks the order row for the rest of the transaction and returns its status,
+/// so concurrent attempts of one step run one after the other.
+pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM orders WHERE id = $1 FOR UPDATE").bind(id.0).fetch_optional(conn).await?;
+    Ok(row.and_then(|(s,)| OrderStatus::parse(&s)))
+}
+
+pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
+        .bind(id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Orders accepted at least `min_age_secs` ago whose workflow start was never confirmed.
+pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, String)>, sqlx::Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, customer_id FROM orders WHERE workflow_started_at IS NULL \
+           AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+    )
+    .bind(min_age_secs)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id, c)| (OrderId(id), c)).collect())
+}
+
+/// The amounts and party data the charge and shipment steps need.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Fulfilment {
+    pub total: Decimal,
+    pub currency: String,
+    pub payment_method: String,
+    pub payment_token: String,
+    pub shipping_address: Json<Address>,
+}
+
+pub async fn fulfilment(pool: &PgPool, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(pool)
+    .await
+}
+
+// ---- the view returned by GET /orders/{id} ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    /// Why the order failed, when it did.
+    #[schema(value_type = Option<String>, example = "payment_declined")]
+    pub reason: Option<String>,
+    pub currency: String,
+    pub items: Vec<OrderItemView>,
+    #[schema(value_type = String, example = "39.98")]
+    pub subtotal: Decimal,
+    #[schema(value_type = String, example = "3.40")]
+    pub tax: Decimal,
+    #[schema(value_type = String, example = "9.99")]
+    pub shipping: Decimal,
+    #[schema(value_type = String, example = "53.37")]
+    pub total: Decimal,
+    pub shipping_address: Address,
+    pub billing_address: Address,
+    pub payment: PaymentView,
+    pub shipment: Option<ShipmentView>,
+    pub notes: Option<String>,
+    pub timeline: Vec<EventView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct OrderItemView {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    #[schema(value_type = String, example = "19.99")]
+    pub unit_price: Decimal,
+    #[schema(value_type = String, example = "39.98")]
+    pub line_total: Decimal,
+}
+
+/// What the customer may see of the payment: never the token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    #[schema(example = "credit_card")]
+    pub method: String,
+    /// `not_attempted`, `pending`, `succeeded`, `declined`, or `refunded`.
+    #[schema(example = "succeeded")]
+    pub status: String,
+    #[schema(value_type = Option<String>, example = "53.37")]
+    pub amount: Option<Decimal>,
+    pub provider_reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct ShipmentView {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct EventView {
+    pub status: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl OrderView {
+    /// The view of an order just recorded, built without reading it back.
+    pub fn accepted(order: &PricedOrder, created_at: DateTime<Utc>) -> OrderView {
+        let o = &order.order;
+        OrderView {
+            id: order.id.0,
+            customer_id: o.customer_id.clone(),
+            status: OrderStatus::Pending,
+            reason: None,
+            currency: "USD".into(),
+            items: order
+                .lines
+                .iter()
+                .map(|l| OrderItemView {
+                    sku: l.sku.to_string(),
+                    name: l.name.clone(),
+                    // Quantity is at most 1000.
+                    quantity: l.quantity.get() as i32,
+                    unit_price: l.unit_price,
+                    line_total: l.line_total,
+                })
+                .collect(),
+            subtotal: order.totals.subtotal,
+            tax: order.totals.tax,
+            shipping: order.totals.shipping,
+            total: order.totals.total,
+            shipping_address: o.shipping_address.clone(),
+            billing_address: o.billing_address.clone(),
+            payment: PaymentView {
+                method: o.payment_method.as_str().into(),
+                status: "not_attempted".into(),
+                amount: None,
+                provider_reference: None,
+            },
+            shipment: None,
+            notes: o.notes.clone(),
+            timeline: vec![EventView { status: "pending".into(), detail: Some(ACCEPTED.into()), at: created_at }],
+            created_at,
+            updated_at: created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    customer_id: String,
+    status: String,
+    reason: Option<String>,
+    currency: String,
+    subtotal: Decimal,
+    tax: Decimal,
+    shipping: Decimal,
+    total: Decimal,
+    shipping_address: Json<Address>,
+    billing_address: Json<Address>,
+    payment_method: String,
+    notes: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    kind: String,
+    status: String,
+    amount: Decimal,
+    provider_reference: Option<String>,
+}
+
+/// The whole order as a customer sees it; `None` when there is no such order.
+#[tracing::instrument(skip(pool), fields(order_id = %id))]
+pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
+    let Some(o) = sqlx::query_as::<_, OrderRow>(
+        "SELECT id, customer_id, status, reason, currency, subtotal, tax, shipping, total, shipping_address, \
+           billing_address, payment_method, notes, created_at, updated_at FROM orders WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let (items, payments, shipment, timeline) = tokio::try_join!(
+        sqlx::query_as::<_, OrderItemView>(
+            "SELECT sku, name, quantity, unit_price, line_total FROM order_items WHERE order_id = $1 ORDER BY line_no"
+        )
+        .bind(id.0)
+        .fetch_all(pool),
+        sqlx::query_as::<_, PaymentRow>(
+            "SELECT kind, status, amount, provider_reference FROM payments WHERE order_id = $1"
+        )
+        .bind(id.0)
+        .fetch_all(pool),
+        sqlx::query_as::<_, ShipmentView>("SELECT carrier, tracking_number, created_at FROM shipments WHERE order_id = $1")
+            .bind(id.0)
+            .fetch_optional(pool),
+        sqlx::query_as::<_, EventView>("SELECT status, detail, at FROM order_events WHERE order_id = $1 ORDER BY at, id")
+            .bind(id.0)
+            .fetch_all(pool),
+    )?;
+    let charge = payments.iter().find(|p| p.kind == "charge");
+    let refunded = payments.iter().any(|p| p.kind == "refund" && p.status == "succeeded");
+    let payment = PaymentView {
+        method: o.payment_method,
+        status: match charge {
+            None => "not_attempted".into(),
+            Some(_) if refunded => "refunded".into(),
+            Some(c) => c.status.clone(),
+        },
+        amount: charge.map(|c| c.amount),
+        provider_reference: charge.and_then(|c| c.provider_reference.clone()),
+    };
+    Ok(Some(OrderView {
+        id: o.id,
+        customer_id: o.customer_id,
+        // The column's CHECK constraint admits only known statuses.
+        status: OrderStatus::parse(&o.status).unwrap_or(OrderStatus::Pending),
+        reason: o.reason,
+        currency: o.currency,
+        items,
+        subtotal: o.subtotal,
+        tax: o.tax,
+        shipping: o.shipping,
+        total: o.total,
+        shipping_address: o.shipping_address.0,
+        billing_address: o.billing_address.0,
+        payment,
+        shipment,
+        notes: o.notes,
+        timeline,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+    }))
+}

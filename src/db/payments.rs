@@ -1,0 +1,95 @@
+//! Charges and refunds. Each is keyed by an idempotency key derived from the
+//! order id, and there is at most one of each kind per order (a constraint).
+
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::OrderId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Charge,
+    Refund,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Charge => "charge",
+            Self::Refund => "refund",
+        }
+    }
+
+    /// The key sent to the gateway: the same for every attempt of this order's step.
+    pub fn key(self, id: OrderId) -> String {
+        format!("{}-{}", self.as_str(), id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Payment {
+    pub status: String,
+    pub amount: Decimal,
+    pub provider_reference: Option<String>,
+    pub decline_reason: Option<String>,
+}
+
+/// Records the intent to move money (status `pending`) unless an earlier attempt
+/// did, and returns the row as it now stands.
+pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Payment, sqlx::Error> {
+    let key = kind.key(id);
+    sqlx::query(
+        "INSERT INTO payments (order_id, kind, idempotency_key, amount, status) VALUES ($1, $2, $3, $4, 'pending') \
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(kind.as_str())
+    .bind(&key)
+    .bind(amount)
+    .execute(pool)
+    .await?;
+    sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
+        .bind(&key)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn find(pool: &PgPool, id: OrderId, kind: Kind) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
+        .bind(kind.key(id))
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn succeed(conn: &mut PgConnection, id: OrderId, kind: Kind, reference: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET status = 'succeeded', provider_reference = $2, updated_at = now() \
+         WHERE idempotency_key = $1 AND status = 'pending'",
+    )
+    .bind(kind.key(id))
+    .bind(reference)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn decline(pool: &PgPool, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET status = 'declined', decline_reason = $2, updated_at = now() \
+         WHERE idempotency_key = $1 AND status = 'pending'",
+    )
+    .bind(Kind::Charge.key(id))
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Forgets an intent the gateway says it has nothing for (e.g. a refund of a charge it never captured).
+pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM payments WHERE idempotency_key = $1 AND status = 'pending'")
+        .bind(kind.key(id))
+        .execute(pool)
+        .await?;
+    Ok(())
+}

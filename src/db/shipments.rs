@@ -1,0 +1,38 @@
+//! One shipment per order (the primary key), with the carrier's tracking number.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::OrderId;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+pub async fn find(pool: &PgPool, id: OrderId) -> Result<Option<Shipment>, sqlx::Error> {
+    sqlx::query_as("SELECT carrier, tracking_number FROM shipments WHERE order_id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO shipments (order_id, carrier, tracking_number) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(&s.carrier)
+    .bind(&s.tracking_number)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// (sku, quantity) of every line, for the parcel manifest.
+pub async fn manifest(pool: &PgPool, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
+    sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")
+        .bind(id.0)
+        .fetch_all(pool)
+        .await
+}

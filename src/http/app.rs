@@ -1,0 +1,100 @@
+//! The API process: bind first (so tests can ask for port 0 and read the port),
+//! then serve until a shutdown signal, draining in-flight requests within the grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::state::AppState;
+use crate::config::Settings;
+use crate::db::{self, orders};
+use crate::temporal;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> std::io::Result<Application> {
+        let listener = TcpListener::bind(settings.http_addr).await?;
+        let pool = db::pool(&settings).map_err(std::io::Error::other)?;
+        let state = AppState::new(Arc::new(settings), pool);
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let grace = self.state.settings.shutdown_grace;
+        let recovery = tokio::spawn(recover_unstarted(self.state.clone()));
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, super::router(self.state)).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            // Only a signal starts the clock; a dropped sender means the server already ended.
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = serve => r,
+            _ = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining requests");
+                Ok(())
+            }
+        };
+        recovery.abort();
+        result
+    }
+}
+
+/// Starts workflows for orders recorded while Temporal was unreachable (or
+/// whose API process died between recording and starting). Idempotent on the
+/// workflow id, so several API replicas may run it at once.
+async fn recover_unstarted(state: AppState) {
+    let every = state.settings.start_recovery_interval;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due = match orders::unstarted(&state.pool, every.as_secs_f64(), 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::debug!(error = %e, "recovery: cannot read unstarted orders");
+                continue;
+            }
+        };
+        if due.is_empty() {
+            continue;
+        }
+        let Ok(client) = state.temporal().await else { continue };
+        for (id, _) in due {
+            match temporal::start_order(client, &state.settings.task_queue, id).await {
+                Ok(()) => {
+                    tracing::info!(order_id = %id, "recovery: workflow started");
+                    if let Err(e) = orders::mark_workflow_started(&state.pool, id).await {
+                        tracing::warn!(order_id = %id, error = %e, "recovery: cannot mark started");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(order_id = %id, error = %e, "recovery: start failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}

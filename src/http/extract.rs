@@ -1,0 +1,95 @@
+//! Our JSON body extractor: every way a body can be wrong becomes a problem
+//! (415, 413, 400, 422 with a JSON pointer), never axum's plain-text rejection.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::domain::validation::pointer_segment;
+
+/// A JSON body parsed into `T`, with the parsed document kept for hashing.
+pub struct JsonBody<T> {
+    pub body: T,
+    pub document: Value,
+}
+
+fn is_json(req: &Request) -> bool {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Converts a serde path (`items[0].quantity`) into a JSON pointer (`/items/0/quantity`).
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => out.push_str(&format!("/{}", pointer_segment(key))),
+            Segment::Enum { variant } => out.push_str(&format!("/{}", pointer_segment(variant))),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Strips serde's " at line L column C" and its Rust type names from a message.
+fn clean(message: &str) -> String {
+    let m = message.split(" at line ").next().unwrap_or(message);
+    m.replace("invalid type: ", "wrong type: ")
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })?;
+        let document: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+        let body = serde_path_to_error::deserialize(&document).map_err(|e| {
+            let at = pointer(e.path());
+            let message = clean(&e.inner().to_string());
+            ApiError::Validation(vec![crate::domain::FieldError { pointer: at, message }])
+        })?;
+        Ok(JsonBody { body, document })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)] // only deserialisation errors are under test
+    struct Item {
+        quantity: i64,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        items: Vec<Item>,
+    }
+
+    #[test]
+    fn type_errors_point_at_the_field() {
+        let doc = serde_json::json!({"items": [{"quantity": 1}, {"quantity": "two"}]});
+        let err = serde_path_to_error::deserialize::<_, Body>(&doc).unwrap_err();
+        assert_eq!(pointer(err.path()), "/items/1/quantity");
+        assert!(clean(&err.inner().to_string()).starts_with("wrong type: string \"two\""));
+    }
+}

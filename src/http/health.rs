@@ -1,0 +1,49 @@
+//! Liveness and readiness probes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::state::AppState;
+use crate::{db, temporal};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub postgres: bool,
+    pub temporal: bool,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Postgres and Temporal both answer; 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let timeout = Duration::from_secs(2);
+    let temporal_up = async {
+        match tokio::time::timeout(timeout, state.temporal()).await {
+            Ok(Ok(client)) => temporal::is_reachable(client, &state.settings.temporal_namespace, timeout).await,
+            _ => false,
+        }
+    };
+    let (postgres, temporal) = tokio::join!(db::is_reachable(&state.pool, timeout), temporal_up);
+    let ready = postgres && temporal;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, postgres, temporal }))
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`, offline assets).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::state::AppState;
+use super::{error, health, orders, products};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
+    paths(orders::create, orders::get, products::list, health::healthz, health::readyz),
+    components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
+    modifiers(&BearerAuth),
+    tags((name = "orders"), (name = "catalog"), (name = "health"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()).into()
+}

@@ -1,0 +1,209 @@
+//! `POST /orders` and `GET /orders/{id}`.
+
+pub mod request;
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use self::request::CreateOrderRequest;
+use super::auth::{Caller, Role};
+use super::error::{ApiError, PriceChange, Problem};
+use super::extract::JsonBody;
+use super::state::AppState;
+use crate::db::catalog;
+use crate::db::orders::{self, OrderView, Recorded};
+use crate::domain::{FieldErrors, NewOrder, OrderId, PricedLine, PricedOrder};
+use crate::temporal;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Place an order. Validates and prices it from the catalog, records it, and starts its workflow.
+///
+/// With an `Idempotency-Key` header, repeating the same request returns the same
+/// order (200, `Idempotent-Replayed: true`); the same key with another body is 409.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; makes retries safe")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Order accepted", body = OrderView,
+            headers(("Location" = String, description = "/orders/{id}"))),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = OrderView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "price_changed, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(customer_id = %caller.subject, order_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody { body, document }: JsonBody<CreateOrderRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Customer])?;
+    let key = idempotency_key(&headers)?;
+    let new = body.parse(&caller.subject).map_err(|e| ApiError::Validation(e.into_vec()))?;
+    let priced = price(&state, new, key.map(|k| (k, request_hash(&document)))).await?;
+    tracing::Span::current().record("order_id", tracing::field::display(priced.id));
+
+    match orders::insert(&state.pool, &priced).await? {
+        Recorded::Created { created_at } => {
+            start_workflow(&state, priced.id).await;
+            let view = OrderView::accepted(&priced, created_at);
+            let location = HeaderValue::from_str(&format!("/orders/{}", priced.id))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
+        }
+        Recorded::Existing { id, request_hash } => {
+            let (_, hash) = priced.idempotency.as_ref().ok_or_else(|| ApiError::Internal("conflict without a key".into()))?;
+            if *hash != request_hash {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            // The first request may have died between recording and starting.
+            start_workflow(&state, id).await;
+            let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+            Ok((StatusCode::OK, [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))], Json(view)).into_response())
+        }
+    }
+}
+
+/// Starts the order's workflow. A failure is logged, not returned: the order is
+/// recorded, and the recovery loop (`app::recover_unstarted`) starts it later.
+async fn start_workflow(state: &AppState, id: OrderId) {
+    let started = match state.temporal().await {
+        Ok(client) => temporal::start_order(client, &state.settings.task_queue, id).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match started {
+        Ok(()) => {
+            if let Err(e) = orders::mark_workflow_started(&state.pool, id).await {
+                tracing::warn!(order_id = %id, error = %e, "workflow started but not marked; recovery will re-check");
+            }
+        }
+        Err(e) => tracing::warn!(order_id = %id, error = %e, "workflow not started yet; recovery loop will retry"),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = raw.to_str().ok().map(str::trim).filter(|k| {
+        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    key.map(|k| Some(k.to_owned()))
+        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 printable ASCII characters".into()))
+}
+
+/// A hash of the request that does not depend on key order or whitespace.
+fn request_hash(document: &Value) -> String {
+    fn canonical(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    hex::encode(Sha256::digest(canonical(document).to_string().as_bytes()))
+}
+
+/// Checks every line against the catalog and prices the order from catalog prices.
+async fn price(state: &AppState, order: NewOrder, idempotency: Option<(String, String)>) -> Result<PricedOrder, ApiError> {
+    let skus: Vec<String> = order.skus().iter().map(|s| s.as_str().to_owned()).collect();
+    let catalog: BTreeMap<String, catalog::Product> =
+        catalog::by_skus(&state.pool, &skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+    let mut errors = FieldErrors::new();
+    let mut changes = Vec::new();
+    let mut lines = Vec::with_capacity(order.lines.len());
+    for (i, line) in order.lines.iter().enumerate() {
+        let Some(product) = catalog.get(line.sku.as_str()).filter(|p| p.active) else {
+            errors.add(format!("/items/{i}/sku"), format!("{} is not in the catalog", line.sku));
+            continue;
+        };
+        if let Some(sent) = line.expected_unit_price
+            && sent != product.unit_price
+        {
+            changes.push(PriceChange {
+                pointer: format!("/items/{i}/unit_price"),
+                sku: product.sku.clone(),
+                sent,
+                current: product.unit_price,
+            });
+        }
+        lines.push(PricedLine {
+            sku: line.sku.clone(),
+            name: product.name.clone(),
+            quantity: line.quantity,
+            unit_price: product.unit_price,
+            line_total: product.unit_price * rust_decimal::Decimal::from(line.quantity.get()),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors.into_vec()));
+    }
+    if !changes.is_empty() {
+        return Err(ApiError::PriceChanged(changes));
+    }
+    let totals = state.settings.pricing.price(lines.iter().map(|l| (l.unit_price, l.quantity.get())));
+    Ok(PricedOrder { id: OrderId::new(), order, lines, totals, idempotency })
+}
+
+/// An order with its lines, totals, payment and shipment summary and timeline.
+/// Customers see only their own orders (another's is 404); admins see all.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+    caller.require(&[Role::Customer, Role::Admin])?;
+    let id: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    if caller.role == Role::Customer && view.customer_id != caller.subject {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_hash_ignores_key_order_but_not_values() {
+        let a = json!({"a": 1, "b": {"x": [1, 2], "y": "z"}});
+        let b: Value = serde_json::from_str(r#"{ "b": {"y": "z", "x": [1, 2]}, "a": 1 }"#).unwrap();
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&json!({"a": 2, "b": {"x": [1, 2], "y": "z"}})));
+        assert_ne!(request_hash(&a), request_hash(&json!({"a": 1, "b": {"x": [2, 1], "y": "z"}})));
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        let mut h = HeaderMap::new();
+        assert_eq!(idempotency_key(&h).unwrap(), None);
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("abc-123"));
+        assert_eq!(idempotency_key(&h).unwrap().as_deref(), Some("abc-123"));
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("has space"));
+        assert!(idempotency_key(&h).is_err());
+    }
+}

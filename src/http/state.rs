@@ -1,0 +1,31 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use temporalio_client::Client;
+use tokio::sync::OnceCell;
+
+use super::auth::JwtKeys;
+use crate::config::Settings;
+use crate::temporal::{self, TemporalError};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub pool: PgPool,
+    pub jwt: JwtKeys,
+    /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
+    temporal: Arc<OnceCell<Client>>,
+}
+
+impl AppState {
+    pub fn new(settings: Arc<Settings>, pool: PgPool) -> Self {
+        let jwt = JwtKeys::new(&settings.jwt_secret);
+        Self { settings, pool, jwt, temporal: Arc::new(OnceCell::new()) }
+    }
+
+    pub async fn temporal(&self) -> Result<&Client, TemporalError> {
+        self.temporal.get_or_try_init(|| temporal::connect(&self.settings, "orders-api")).await
+    }
+}

@@ -1,0 +1,68 @@
+//! The one way both binaries connect to Temporal.
+
+use std::time::Duration;
+
+use temporalio_client::tonic::Request;
+use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::{
+    Client, ClientOptions, ConnectionOptions, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+};
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+
+use crate::config::Settings;
+use crate::domain::OrderId;
+use crate::workflows::{OrderInput, OrderWorkflow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    #[error("TEMPORAL_ADDRESS {0:?} is not a valid address")]
+    Address(String),
+    #[error("cannot connect to Temporal at {address}: {message}")]
+    Connect { address: String, message: String },
+}
+
+/// `host:port` or a full URL; a bare address gets `http://`, as the Temporal CLI does.
+pub fn target_url(address: &str) -> Result<Url, TemporalError> {
+    let with_scheme =
+        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Url::parse(&with_scheme).map_err(|_| TemporalError::Address(address.to_owned()))
+}
+
+pub async fn connect(settings: &Settings, identity: &str) -> Result<Client, TemporalError> {
+    let address = settings.temporal_address.clone();
+    let conn = ConnectionOptions::new(target_url(&address)?)
+        .identity(format!("{identity}@{}", hostname()))
+        .connect_timeout(Duration::from_secs(10))
+        .build();
+    let opts = ClientOptions::new(settings.temporal_namespace.clone()).build();
+    Client::connect(conn, opts).await.map_err(|e| TemporalError::Connect { address, message: e.to_string() })
+}
+
+/// True when the server answers for our namespace (used by `/readyz`).
+pub async fn is_reachable(client: &Client, namespace: &str, timeout: Duration) -> bool {
+    let mut svc = client.connection().workflow_service();
+    let mut req = Request::new(DescribeNamespaceRequest { namespace: namespace.to_owned(), ..Default::default() });
+    req.set_timeout(timeout);
+    matches!(tokio::time::timeout(timeout, svc.describe_namespace(req)).await, Ok(Ok(_)))
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Starts the workflow of an order; idempotent on the workflow id `order-<id>`.
+/// A start repeated while it runs attaches to that run; one repeated after it
+/// closed is refused by the server, which also means "started".
+pub async fn start_order(client: &Client, task_queue: &str, id: OrderId) -> Result<(), WorkflowStartError> {
+    let opts = WorkflowStartOptions::new(task_queue.to_owned(), id.workflow_id())
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .build();
+    match client.start_workflow(OrderWorkflow::run, OrderInput { order_id: id }, opts).await {
+        Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,43 @@
+//! The worker process: one task queue, `OrderWorkflow` and its activities,
+//! concurrency bounded so activities never wait on the database pool.
+
+use std::time::Duration;
+
+use temporalio_client::Client;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use crate::activities::OrderActivities;
+use crate::config::Settings;
+use crate::workflows::OrderWorkflow;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the worker: {0}")]
+pub struct WorkerError(String);
+
+/// Builds a worker for `settings.task_queue`. Run it with `worker.run().await`
+/// on the current thread (its future is not `Send`).
+pub fn build(
+    runtime: &Runtime,
+    client: Client,
+    settings: &Settings,
+    activities: OrderActivities,
+) -> Result<Worker, WorkerError> {
+    let w = &settings.worker;
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_workflow_tasks))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_local_activities))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build();
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .register_workflow::<OrderWorkflow>()
+        .map_err(|e| WorkerError(e.to_string()))?
+        .register_activities(activities)
+        .tuner(tuner)
+        .max_cached_workflows(w.max_cached_workflows)
+        // Leave room inside the process's own grace period to finish the drain.
+        .graceful_shutdown_period(settings.shutdown_grace.saturating_sub(Duration::from_secs(2)))
+        .build();
+    Worker::new(runtime, client, options).map_err(|e| WorkerError(e.to_string()))
+}
