@@ -88,7 +88,7 @@ CREATE TABLE payments (
     kind                TEXT NOT NULL CHECK (kind IN ('charge', 'refund')),
     idempotency_key     TEXT NOT NULL UNIQUE,
     amount              NUMERIC(12, 2) NOT NULL CHECK (amount > 0),
-    status              TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'declined')),
+    status              TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'declined', 'failed')),
     provider_reference  TEXT,
     decline_reason      TEXT,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),

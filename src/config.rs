@@ -167,7 +167,10 @@ impl Settings {
         }
         let tax_rate = env.money("ORDERS_TAX_RATE", Decimal::new(85, 3))?;
         if tax_rate >= Decimal::ONE {
-            return Err(ConfigError { var: "ORDERS_TAX_RATE", message: "must be a fraction below 1, e.g. 0.085".into() });
+            return Err(ConfigError {
+                var: "ORDERS_TAX_RATE",
+                message: "must be a fraction below 1, e.g. 0.085".into(),
+            });
         }
         let defaults = Pricing::default();
         let pricing = Pricing {
@@ -196,7 +199,10 @@ impl Settings {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
             other => {
-                return Err(ConfigError { var: "ORDERS_LOG_FORMAT", message: format!("must be json or text, got {other:?}") });
+                return Err(ConfigError {
+                    var: "ORDERS_LOG_FORMAT",
+                    message: format!("must be json or text, got {other:?}"),
+                });
             }
         };
         Ok(Settings {
@@ -205,7 +211,11 @@ impl Settings {
             temporal_address: env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| "127.0.0.1:7233".into()),
             temporal_namespace: env.get("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
             task_queue: env.get("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| "orders".into()),
-            http_addr: env.parse("ORDERS_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)), "a socket address like 0.0.0.0:8080")?,
+            http_addr: env.parse(
+                "ORDERS_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+                "a socket address like 0.0.0.0:8080",
+            )?,
             jwt_secret: Secret::new(jwt_secret),
             pricing,
             payment_gateway: env.integration("ORDERS_PAYMENT_GATEWAY", "ORDERS_PAYMENT_GATEWAY_URL")?,

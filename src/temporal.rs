@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use temporalio_client::tonic::Request;
 use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::tonic::Request;
 use temporalio_client::{
-    Client, ClientOptions, ConnectionOptions, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+    Client, ClientOptions, ConnectionOptions, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
@@ -23,8 +24,7 @@ pub enum TemporalError {
 
 /// `host:port` or a full URL; a bare address gets `http://`, as the Temporal CLI does.
 pub fn target_url(address: &str) -> Result<Url, TemporalError> {
-    let with_scheme =
-        if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    let with_scheme = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
     Url::parse(&with_scheme).map_err(|_| TemporalError::Address(address.to_owned()))
 }
 

@@ -29,7 +29,9 @@ impl PartyError {
     /// Classifies an HTTP exchange the way both HTTP integrations need it.
     pub(crate) fn from_status(status: reqwest::StatusCode, body: &str) -> PartyError {
         let msg = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        if status.is_server_error()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
         {
             PartyError::Transient(msg)
         } else {

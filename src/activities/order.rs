@@ -16,9 +16,9 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use super::PartyError;
 use super::carrier::{Carrier, ShipmentRequest};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
-use super::PartyError;
 use crate::db::{inventory, notifications, orders, payments, shipments};
 use crate::domain::{FailureReason, OrderId, OrderStatus};
 
@@ -63,7 +63,9 @@ fn permanent(type_name: &str, message: String) -> ActivityError {
 fn party(type_name: &str, err: PartyError) -> ActivityError {
     match err {
         PartyError::Permanent(m) => permanent(type_name, m),
-        PartyError::Transient(m) => ApplicationFailure::builder(m).type_name(format!("{type_name}Transient")).build().into(),
+        PartyError::Transient(m) => {
+            ApplicationFailure::builder(m).type_name(format!("{type_name}Transient")).build().into()
+        }
     }
 }
 
@@ -76,7 +78,11 @@ impl OrderActivities {
     /// Holds stock for every line in one transaction, or for none.
     #[activity(name = "ReserveInventory")]
     #[tracing::instrument(skip_all, fields(order_id = %id, activity = "ReserveInventory"))]
-    pub async fn reserve_inventory(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Reservation, ActivityError> {
+    pub async fn reserve_inventory(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        id: OrderId,
+    ) -> Result<Reservation, ActivityError> {
         let mut tx = self.pool.begin().await?;
         if orders::lock(&mut tx, id).await?.is_none() {
             return Err(missing(id));
@@ -121,7 +127,14 @@ impl OrderActivities {
                     payment_token: order.payment_token,
                 };
                 tracing::info!(attempt = ctx.info().attempt, amount = %req.amount, "charging");
-                self.payments.charge(&req).await.map_err(|e| party("PaymentFailed", e))?
+                match self.payments.charge(&req).await {
+                    Ok(result) => result,
+                    Err(PartyError::Permanent(reason)) => {
+                        payments::fail(&self.pool, id, &reason).await?;
+                        return Err(permanent("PaymentFailed", reason));
+                    }
+                    Err(transient) => return Err(party("PaymentFailed", transient)),
+                }
             }
         };
         match result {
@@ -148,7 +161,7 @@ impl OrderActivities {
         let Some(charge) = payments::find(&self.pool, id, payments::Kind::Charge).await? else {
             return Ok(());
         };
-        if charge.status == "declined" {
+        if charge.status == "declined" || charge.status == "failed" {
             return Ok(());
         }
         let refund = payments::begin(&self.pool, id, payments::Kind::Refund, charge.amount).await?;
@@ -199,7 +212,8 @@ impl OrderActivities {
         inventory::consume(&mut tx, id).await?;
         let detail = format!("shipped with {}, tracking {}", booking.carrier, booking.tracking_number);
         if orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await? {
-            let payload = json!({"order_id": id, "carrier": booking.carrier, "tracking_number": booking.tracking_number});
+            let payload =
+                json!({"order_id": id, "carrier": booking.carrier, "tracking_number": booking.tracking_number});
             notifications::enqueue(&mut tx, id, "order_confirmed", &payload).await?;
         }
         tx.commit().await?;

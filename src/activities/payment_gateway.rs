@@ -40,7 +40,9 @@ pub struct RefundRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundResult {
-    Refunded { reference: String },
+    Refunded {
+        reference: String,
+    },
     /// The gateway holds no captured charge under that key.
     NothingToRefund,
 }
@@ -111,14 +113,14 @@ impl HttpPaymentGateway {
         Self { http, base_url }
     }
 
-    async fn post(&self, path: &str, key: &str, body: &impl Serialize) -> Result<(reqwest::StatusCode, GatewayReply, String), PartyError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await?;
+    async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: &impl Serialize,
+    ) -> Result<(reqwest::StatusCode, GatewayReply, String), PartyError> {
+        let resp =
+            self.http.post(format!("{}{path}", self.base_url)).header("Idempotency-Key", key).json(body).send().await?;
         let status = resp.status();
         let text = resp.text().await?;
         let reply = serde_json::from_str(&text).unwrap_or(GatewayReply { id: None, reason: None });

@@ -33,7 +33,13 @@ pub async fn by_skus(pool: &PgPool, skus: &[String]) -> Result<Vec<Product>, sql
 }
 
 /// Adds or updates a product and sets its stock (for the demo catalog and tests).
-pub async fn upsert(pool: &PgPool, sku: &str, name: &str, unit_price: Decimal, available: i32) -> Result<(), sqlx::Error> {
+pub async fn upsert(
+    pool: &PgPool,
+    sku: &str,
+    name: &str,
+    unit_price: Decimal,
+    available: i32,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO products (sku, name, unit_price) VALUES ($1, $2, $3) \

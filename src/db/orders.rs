@@ -16,9 +16,14 @@ const ACCEPTED: &str = "order accepted";
 /// What happened when an order was recorded.
 #[derive(Debug)]
 pub enum Recorded {
-    Created { created_at: DateTime<Utc> },
+    Created {
+        created_at: DateTime<Utc>,
+    },
     /// The customer already used this idempotency key; `request_hash` is the hash of that first request.
-    Existing { id: OrderId, request_hash: String },
+    Existing {
+        id: OrderId,
+        request_hash: String,
+    },
 }
 
 /// Records an accepted order with its lines and first timeline event, in one transaction.
@@ -162,12 +167,10 @@ pub struct Fulfilment {
 }
 
 pub async fn fulfilment(pool: &PgPool, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1",
-    )
-    .bind(id.0)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as("SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
 }
 
 // ---- the view returned by GET /orders/{id} ----
@@ -333,12 +336,16 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         )
         .bind(id.0)
         .fetch_all(pool),
-        sqlx::query_as::<_, ShipmentView>("SELECT carrier, tracking_number, created_at FROM shipments WHERE order_id = $1")
-            .bind(id.0)
-            .fetch_optional(pool),
-        sqlx::query_as::<_, EventView>("SELECT status, detail, at FROM order_events WHERE order_id = $1 ORDER BY at, id")
-            .bind(id.0)
-            .fetch_all(pool),
+        sqlx::query_as::<_, ShipmentView>(
+            "SELECT carrier, tracking_number, created_at FROM shipments WHERE order_id = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool),
+        sqlx::query_as::<_, EventView>(
+            "SELECT status, detail, at FROM order_events WHERE order_id = $1 ORDER BY at, id"
+        )
+        .bind(id.0)
+        .fetch_all(pool),
     )?;
     let charge = payments.iter().find(|p| p.kind == "charge");
     let refunded = payments.iter().any(|p| p.kind == "refund" && p.status == "succeeded");

@@ -93,3 +93,16 @@ pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(
         .await?;
     Ok(())
 }
+
+/// The gateway refused the request outright (not a decline): nothing was captured.
+pub async fn fail(pool: &PgPool, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE payments SET status = 'failed', decline_reason = $2, updated_at = now() \
+         WHERE idempotency_key = $1 AND status = 'pending'",
+    )
+    .bind(Kind::Charge.key(id))
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

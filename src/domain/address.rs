@@ -27,6 +27,7 @@ pub struct Address {
 /// The address as a client sent it: every field optional so that all missing
 /// ones are reported together.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddressInput {
     #[schema(example = "1 Main St")]
     pub street: Option<String>,
@@ -61,7 +62,11 @@ fn country(value: &str) -> Result<String, String> {
 
 fn zip_code(value: &str) -> Result<String, String> {
     let zip = value.trim();
-    if ZIP.is_match(zip) { Ok(zip.to_owned()) } else { Err("must be a ZIP code: 5 digits, optionally -4 digits".into()) }
+    if ZIP.is_match(zip) {
+        Ok(zip.to_owned())
+    } else {
+        Err("must be a ZIP code: 5 digits, optionally -4 digits".into())
+    }
 }
 
 impl Address {

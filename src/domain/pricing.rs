@@ -40,7 +40,8 @@ impl Pricing {
     pub fn price(&self, lines: impl IntoIterator<Item = (Decimal, u32)>) -> Totals {
         let subtotal = to_cents(lines.into_iter().map(|(price, qty)| price * Decimal::from(qty)).sum());
         let tax = to_cents(subtotal * self.tax_rate);
-        let shipping = if subtotal < self.free_shipping_threshold { to_cents(self.shipping_fee) } else { to_cents(Decimal::ZERO) };
+        let shipping =
+            if subtotal < self.free_shipping_threshold { to_cents(self.shipping_fee) } else { to_cents(Decimal::ZERO) };
         Totals { subtotal, tax, shipping, total: subtotal + tax + shipping }
     }
 }

@@ -103,7 +103,9 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         let (kind, title, detail) = match self {
-            Self::Validation(_) => ("/problems/validation", "Request is invalid", "one or more fields are invalid; see errors".to_owned()),
+            Self::Validation(_) => {
+                ("/problems/validation", "Request is invalid", "one or more fields are invalid; see errors".to_owned())
+            }
             Self::MalformedJson(m) => ("/problems/malformed-json", "Malformed JSON", m.clone()),
             Self::BadRequest(m) => ("/problems/bad-request", "Bad request", m.clone()),
             Self::UnsupportedMediaType => (
@@ -111,15 +113,19 @@ impl ApiError {
                 "Unsupported media type",
                 "send the body as application/json".to_owned(),
             ),
-            Self::PayloadTooLarge => ("/problems/payload-too-large", "Payload too large", "the request body is too large".to_owned()),
-            Self::Unauthorized => (
-                "/problems/unauthorized",
-                "Unauthorized",
-                "a valid bearer token is required".to_owned(),
-            ),
+            Self::PayloadTooLarge => {
+                ("/problems/payload-too-large", "Payload too large", "the request body is too large".to_owned())
+            }
+            Self::Unauthorized => {
+                ("/problems/unauthorized", "Unauthorized", "a valid bearer token is required".to_owned())
+            }
             Self::Forbidden => ("/problems/forbidden", "Forbidden", "your role may not do this".to_owned()),
             Self::NotFound => ("/problems/not-found", "Not found", "no such resource".to_owned()),
-            Self::MethodNotAllowed => ("/problems/method-not-allowed", "Method not allowed", "this route does not accept that method".to_owned()),
+            Self::MethodNotAllowed => (
+                "/problems/method-not-allowed",
+                "Method not allowed",
+                "this route does not accept that method".to_owned(),
+            ),
             Self::PriceChanged(_) => (
                 "/problems/price-changed",
                 "Price changed",
@@ -130,11 +136,9 @@ impl ApiError {
                 "Idempotency key reused",
                 "this Idempotency-Key was used with a different request body".to_owned(),
             ),
-            Self::Unavailable(_) => (
-                "/problems/unavailable",
-                "Service unavailable",
-                "a dependency is unavailable; retry later".to_owned(),
-            ),
+            Self::Unavailable(_) => {
+                ("/problems/unavailable", "Service unavailable", "a dependency is unavailable; retry later".to_owned())
+            }
             Self::Internal(_) => ("/problems/internal", "Internal error", "an unexpected error occurred".to_owned()),
         };
         Problem {

@@ -59,8 +59,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest("could not read the request body".into())
             }
         })?;
-        let document: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+        let document: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
         let body = serde_path_to_error::deserialize(&document).map_err(|e| {
             let at = pointer(e.path());
             let message = clean(&e.inner().to_string());

@@ -63,16 +63,22 @@ pub fn router(state: AppState) -> Router {
 /// `instance`, including bare statuses from layers (timeouts) and anything
 /// axum answers itself.
 async fn problem_details(req: Request, next: Next) -> Response {
-    let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).map(str::to_owned);
+    let request_id =
+        req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).map(str::to_owned);
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    // A JSON body without a `Problem` was written on purpose (e.g. `/readyz`'s 503): keep it.
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with(PROBLEM_JSON));
     let problem = match resp.extensions().get::<Problem>() {
         Some(p) => p.clone(),
-        None if is_problem => return resp,
+        None if is_json => return resp,
         None => ApiError::for_status(status),
     };
     let (mut parts, _) = resp.into_parts();

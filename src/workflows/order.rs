@@ -18,8 +18,8 @@ use temporalio_sdk::{
     WorkflowResult,
 };
 
-use crate::activities::order::{Charge, FailOrder, Reservation};
 use crate::activities::OrderActivities;
+use crate::activities::order::{Charge, FailOrder, Reservation};
 use crate::domain::{FailureReason, OrderId, OrderStatus};
 
 /// The workflow input: just the id. Everything else is in Postgres, the system
@@ -128,7 +128,8 @@ impl OrderWorkflow {
         match ctx.execute_activity(OrderActivities::charge_payment, id, payment()).await {
             Ok(Charge::Captured { .. }) => ctx.state_mut(|s| s.status = OrderStatus::Paid),
             Ok(Charge::Declined { reason }) => {
-                return Self::fail(ctx, id, FailureReason::PaymentDeclined, format!("payment declined: {reason}")).await;
+                return Self::fail(ctx, id, FailureReason::PaymentDeclined, format!("payment declined: {reason}"))
+                    .await;
             }
             Err(err) => {
                 // The gateway may have captured before the failure reached us: refund whatever it holds.

@@ -66,7 +66,8 @@ pub async fn create(
             Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
         }
         Recorded::Existing { id, request_hash } => {
-            let (_, hash) = priced.idempotency.as_ref().ok_or_else(|| ApiError::Internal("conflict without a key".into()))?;
+            let (_, hash) =
+                priced.idempotency.as_ref().ok_or_else(|| ApiError::Internal("conflict without a key".into()))?;
             if *hash != request_hash {
                 return Err(ApiError::IdempotencyKeyReused);
             }
@@ -97,9 +98,11 @@ async fn start_workflow(state: &AppState, id: OrderId) {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let key = raw.to_str().ok().map(str::trim).filter(|k| {
-        !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
-    });
+    let key = raw
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_owned()))
         .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 printable ASCII characters".into()))
 }
@@ -120,7 +123,11 @@ fn request_hash(document: &Value) -> String {
 }
 
 /// Checks every line against the catalog and prices the order from catalog prices.
-async fn price(state: &AppState, order: NewOrder, idempotency: Option<(String, String)>) -> Result<PricedOrder, ApiError> {
+async fn price(
+    state: &AppState,
+    order: NewOrder,
+    idempotency: Option<(String, String)>,
+) -> Result<PricedOrder, ApiError> {
     let skus: Vec<String> = order.skus().iter().map(|s| s.as_str().to_owned()).collect();
     let catalog: BTreeMap<String, catalog::Product> =
         catalog::by_skus(&state.pool, &skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
@@ -173,7 +180,11 @@ async fn price(state: &AppState, order: NewOrder, idempotency: Option<(String, S
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
     let id: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
     let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;

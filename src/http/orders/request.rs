@@ -76,19 +76,22 @@ impl CreateOrderRequest {
             None => Some(None),
         };
         match (lines, shipping, billing, payment_method, payment_token, notes) {
-            (Some(lines), Some(shipping_address), Some(billing_address), Some(payment_method), Some(payment_token), Some(notes))
-                if errors.is_empty() =>
-            {
-                Ok(NewOrder {
-                    customer_id: customer_id.to_owned(),
-                    lines,
-                    shipping_address,
-                    billing_address,
-                    payment_method,
-                    payment_token,
-                    notes,
-                })
-            }
+            (
+                Some(lines),
+                Some(shipping_address),
+                Some(billing_address),
+                Some(payment_method),
+                Some(payment_token),
+                Some(notes),
+            ) if errors.is_empty() => Ok(NewOrder {
+                customer_id: customer_id.to_owned(),
+                lines,
+                shipping_address,
+                billing_address,
+                payment_method,
+                payment_token,
+                notes,
+            }),
             _ => Err(errors),
         }
     }
@@ -113,8 +116,9 @@ fn parse_items(items: Option<Vec<ItemInput>>, errors: &mut FieldErrors) -> Optio
                 first_seen.insert(sku.clone(), i);
             }
         }
-        let quantity =
-            errors.required(&at("quantity"), item.quantity).and_then(|q| errors.check(&at("quantity"), Quantity::parse(q)));
+        let quantity = errors
+            .required(&at("quantity"), item.quantity)
+            .and_then(|q| errors.check(&at("quantity"), Quantity::parse(q)));
         let price = match item.unit_price {
             Some(p) => errors.check(&at("unit_price"), parse_price(&p)).map(Some),
             None => Some(None),

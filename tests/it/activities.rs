@@ -1,0 +1,157 @@
+//! Each activity run twice (as Temporal may after a crash or timeout) changes
+//! nothing the second time: one reservation, one charge, one shipment.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use orders::activities::order::{Charge, FailOrder, Reservation};
+use orders::activities::payment_gateway::{ChargeRequest, ChargeResult, RefundRequest, RefundResult};
+use orders::activities::{OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway};
+use orders::domain::{FailureReason, OrderId};
+use serde_json::json;
+use temporalio_sdk::testing::ActivityEnvironment;
+
+use crate::support::*;
+
+/// The simulated gateway, counting the calls that reach it.
+#[derive(Default)]
+struct CountingGateway {
+    inner: SimulatedPaymentGateway,
+    charges: AtomicU32,
+    refunds: AtomicU32,
+}
+
+#[async_trait]
+impl PaymentGateway for CountingGateway {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError> {
+        self.charges.fetch_add(1, Ordering::SeqCst);
+        self.inner.charge(req).await
+    }
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
+        self.refunds.fetch_add(1, Ordering::SeqCst);
+        self.inner.refund(req).await
+    }
+}
+
+fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironment {
+    ActivityEnvironment::builder()
+        .register_activities(OrderActivities {
+            pool: app.pool.clone(),
+            payments: gateway,
+            carrier: Arc::new(SimulatedCarrier),
+        })
+        .build()
+}
+
+async fn order(app: &TestApp, body: &serde_json::Value) -> (String, OrderId) {
+    let id = app.place_order(&app.customer("alice"), body).await;
+    let parsed = id.parse().unwrap();
+    (id, parsed)
+}
+
+#[tokio::test]
+async fn reserving_twice_holds_stock_once() {
+    let app = spawn_app().await;
+    let env = environment(&app, Default::default());
+    let (id, oid) = order(&app, &widgets(3)).await;
+
+    assert_eq!(env.run(OrderActivities::reserve_inventory, oid).await.unwrap(), Reservation::Reserved);
+    assert_eq!(env.run(OrderActivities::reserve_inventory, oid).await.unwrap(), Reservation::Reserved);
+
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 3, 3));
+    assert_eq!(app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1", &id).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_events WHERE order_id = $1 AND status = 'reserved'", &id).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_last_unit_goes_to_exactly_one_of_two_concurrent_orders() {
+    let app = spawn_app().await;
+    let env = environment(&app, Default::default());
+    let body = order_body(json!([{"sku": RARE.0, "quantity": 1}]));
+    let (_, a) = order(&app, &body).await;
+    let (_, b) = order(&app, &body).await;
+
+    let (ra, rb) =
+        tokio::join!(env.run(OrderActivities::reserve_inventory, a), env.run(OrderActivities::reserve_inventory, b));
+
+    let mut outcomes = [ra.unwrap(), rb.unwrap()];
+    outcomes.sort_by_key(|r| matches!(r, Reservation::OutOfStock { .. }));
+    assert_eq!(outcomes, [Reservation::Reserved, Reservation::OutOfStock { skus: vec![RARE.0.to_owned()] }]);
+    assert_eq!(app.stock(RARE.0).await, (0, 1));
+}
+
+#[tokio::test]
+async fn failing_twice_releases_stock_and_notifies_once() {
+    let app = spawn_app().await;
+    let env = environment(&app, Default::default());
+    let (id, oid) = order(&app, &widgets(4)).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+
+    let fail = FailOrder { order_id: oid, reason: FailureReason::PaymentDeclined, detail: "test".into() };
+    env.run(OrderActivities::fail_order, fail.clone()).await.unwrap();
+    env.run(OrderActivities::fail_order, fail).await.unwrap();
+
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE order_id = $1", &id).await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM orders WHERE id = $1 AND status = 'failed'", &id).await, 1);
+}
+
+#[tokio::test]
+async fn charging_twice_calls_the_gateway_once_with_one_key() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let (id, oid) = order(&app, &widgets(1)).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+
+    let first = env.run(OrderActivities::charge_payment, oid).await.unwrap();
+    let second = env.run(OrderActivities::charge_payment, oid).await.unwrap();
+
+    assert!(matches!(&first, Charge::Captured { .. }));
+    assert_eq!(first, second, "same reference");
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE order_id = $1", &id).await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM order_events WHERE order_id = $1 AND status = 'paid'", &id).await, 1);
+}
+
+#[tokio::test]
+async fn a_declined_charge_stays_declined_on_retry() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let mut body = widgets(1);
+    body["payment_token"] = json!("tok_declined");
+    let (_, oid) = order(&app, &body).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+
+    for _ in 0..2 {
+        let r = env.run(OrderActivities::charge_payment, oid).await.unwrap();
+        assert_eq!(r, Charge::Declined { reason: "card_declined".into() });
+    }
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn shipping_and_refunding_twice_do_each_once() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let (id, oid) = order(&app, &widgets(2)).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+    env.run(OrderActivities::charge_payment, oid).await.unwrap();
+
+    let a = env.run(OrderActivities::book_shipment, oid).await.unwrap();
+    let b = env.run(OrderActivities::book_shipment, oid).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 0));
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE order_id = $1", &id).await, 1);
+
+    env.run(OrderActivities::refund_payment, oid).await.unwrap();
+    env.run(OrderActivities::refund_payment, oid).await.unwrap();
+    assert_eq!(gateway.refunds.load(Ordering::SeqCst), 1);
+    assert_eq!(app.count("SELECT count(*) FROM payments WHERE order_id = $1 AND kind = 'refund'", &id).await, 1);
+}

@@ -1,0 +1,289 @@
+//! The HTTP contract of placing and reading orders (no worker needed: reads
+//! come from Postgres, and a started workflow simply waits for one).
+
+use orders::http::auth::Role;
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
+    let body: Value = resp.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(body["instance"].is_string(), "the request id is the instance: {body}");
+    body
+}
+
+#[tokio::test]
+async fn a_valid_order_is_accepted_priced_from_the_catalog() {
+    let app = spawn_app().await;
+    let token = app.customer("alice");
+    let body = order_body(json!([
+        {"sku": WIDGET.0, "quantity": 2, "unit_price": "19.99"},
+        {"sku": GADGET.0, "quantity": 1}
+    ]));
+
+    let resp = app.post_order(&token, &body).await;
+
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let order: Value = resp.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(location, format!("/orders/{id}"));
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["customer_id"], "alice");
+    // 2 × 19.99 + 49.50 = 89.48; tax 8.5 % = 7.6058 → 7.61; shipping 9.99 below 100.00
+    assert_eq!(order["items"][0]["line_total"], "39.98");
+    assert_eq!(order["subtotal"], "89.48");
+    assert_eq!(order["tax"], "7.61");
+    assert_eq!(order["shipping"], "9.99");
+    assert_eq!(order["total"], "107.08");
+    assert_eq!(order["billing_address"], order["shipping_address"]);
+    assert!(order.get("payment_token").is_none() && !order.to_string().contains("tok_ok"), "no secrets: {order}");
+
+    // The same order reads back from Postgres, with its first timeline event.
+    let read: Value = app.get_order(&token, id).await.json().await.unwrap();
+    assert_eq!(read["total"], "107.08");
+    assert_eq!(read["timeline"][0]["status"], "pending");
+    assert_eq!(read["payment"]["status"], "not_attempted");
+    assert_eq!(app.count("SELECT count(*) FROM order_items WHERE order_id = $1", id).await, 2);
+}
+
+#[tokio::test]
+async fn free_shipping_from_the_threshold() {
+    let app = spawn_app().await;
+    let order: Value = app.post_order(&app.customer("a"), &widgets(6)).await.json().await.unwrap();
+    // 6 × 19.99 = 119.94 ≥ 100.00
+    assert_eq!(order["shipping"], "0.00");
+    assert_eq!(order["total"], "130.13"); // 119.94 + 10.19 (10.1949 rounded)
+}
+
+#[tokio::test]
+async fn same_idempotency_key_and_body_replays_the_same_order() {
+    let app = spawn_app().await;
+    let token = app.customer("alice");
+    let first = app.post_order_with_key(&token, &widgets(1), Some("key-1")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+
+    // Same body with keys in another order: still the same request.
+    let reordered: Value = serde_json::from_str(&widgets(1).to_string()).unwrap();
+    let again = app.post_order_with_key(&token, &reordered, Some("key-1")).await;
+
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+
+    // Keys are per customer: another customer's identical key is a new order.
+    let other = app.post_order_with_key(&app.customer("bob"), &widgets(1), Some("key-1")).await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn same_idempotency_key_with_another_body_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.customer("alice");
+    assert_eq!(app.post_order_with_key(&token, &widgets(1), Some("k")).await.status(), StatusCode::CREATED);
+    let body = problem(app.post_order_with_key(&token, &widgets(2), Some("k")).await, StatusCode::CONFLICT).await;
+    assert_eq!(body["type"], "/problems/idempotency-key-reused");
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_create_one_order_and_one_workflow() {
+    let app = spawn_app().await;
+    let token = app.customer("alice");
+    let body = widgets(1);
+    let posts = (0..12).map(|_| app.post_order_with_key(&token, &body, Some("storm")));
+    let responses = futures::future::join_all(posts).await;
+
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for resp in responses {
+        match resp.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
+        }
+        ids.insert(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    let id = ids.into_iter().next().unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+    // Exactly one workflow, under the order's workflow id.
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let query = format!("WorkflowId = 'order-{id}'");
+    let count = client.count_workflows(&query, Default::default()).await.unwrap().count();
+    assert!(count <= 1, "{count} workflows");
+    let handle = client.get_workflow_handle::<orders::workflows::OrderWorkflow>(format!("order-{id}"));
+    handle.describe(Default::default()).await.expect("the workflow exists");
+}
+
+#[tokio::test]
+async fn a_changed_price_is_a_conflict_naming_the_line() {
+    let app = spawn_app().await;
+    let body = order_body(json!([{"sku": WIDGET.0, "quantity": 1, "unit_price": "17.99"}]));
+    let p = problem(app.post_order(&app.customer("a"), &body).await, StatusCode::CONFLICT).await;
+    assert_eq!(p["type"], "/problems/price-changed");
+    assert_eq!(p["changes"][0]["pointer"], "/items/0/unit_price");
+    assert_eq!(p["changes"][0]["current"], "19.99");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 0, "nothing is written");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_all_named_by_json_pointer() {
+    let app = spawn_app().await;
+    let body = json!({
+        "items": [{"sku": WIDGET.0, "quantity": 0}, {"sku": WIDGET.0, "quantity": 1}],
+        "shipping_address": {"street": "1 Main St", "city": "", "state": "IL", "zip_code": "ABCDE", "country": "USA"},
+        "payment_method": "cheque",
+        "payment_token": "tok_ok"
+    });
+    let p = problem(app.post_order(&app.customer("a"), &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(
+        pointers,
+        [
+            "/items/0/quantity",
+            "/items/1/sku",
+            "/shipping_address/city",
+            "/shipping_address/zip_code",
+            "/shipping_address/country",
+            "/payment_method"
+        ]
+    );
+    assert!(p["errors"].as_array().unwrap().iter().all(|e| !e["message"].as_str().unwrap().is_empty()));
+}
+
+#[tokio::test]
+async fn wrong_types_and_unknown_fields_are_422_with_a_pointer() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let mut body = widgets(1);
+    body["items"][0]["quantity"] = json!("two");
+    let p = problem(app.post_order(&token, &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/items/0/quantity");
+
+    let mut body = widgets(1);
+    body["shipping_address"]["zipcode"] = json!("62701");
+    let p = problem(app.post_order(&token, &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("zipcode"), "{p}");
+}
+
+#[tokio::test]
+async fn unknown_or_inactive_skus_are_422() {
+    let app = spawn_app().await;
+    sqlx::query("UPDATE products SET active = FALSE WHERE sku = $1").bind(GADGET.0).execute(&app.pool).await.unwrap();
+    let body = order_body(json!([{"sku": "NOPE-9", "quantity": 1}, {"sku": GADGET.0, "quantity": 1}]));
+    let p = problem(app.post_order(&app.customer("a"), &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/items/0/sku");
+    assert_eq!(p["errors"][1]["pointer"], "/items/1/sku");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_wrong_content_type_is_415() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let url = format!("{}/orders", app.address);
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"items\": [")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST).await;
+    let resp =
+        app.http.post(&url).bearer_auth(&token).header(CONTENT_TYPE, "text/plain").body("{}").send().await.unwrap();
+    problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let resp = app.http.post(&url).bearer_auth(&token).body("{}").send().await.unwrap();
+    problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app().await;
+    let mut body = widgets(1);
+    body["notes"] = json!("x".repeat(70 * 1024));
+    problem(app.post_order(&app.customer("a"), &body).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn missing_or_invalid_tokens_are_401() {
+    let app = spawn_app().await;
+    let url = format!("{}/orders", app.address);
+    let resp = app.http.post(&url).json(&widgets(1)).send().await.unwrap();
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    problem(resp, StatusCode::UNAUTHORIZED).await;
+
+    let forged = orders::http::auth::JwtKeys::new(&orders::config::Secret::new("another-secret-another-secret-0000"))
+        .issue("alice", Role::Customer, std::time::Duration::from_secs(60))
+        .unwrap();
+    for token in [forged.as_str(), "not-a-jwt", ""] {
+        let resp = app.post_order(token, &widgets(1)).await;
+        problem(resp, StatusCode::UNAUTHORIZED).await;
+    }
+    let resp = app.get_order("garbage", "0190b0a0-0000-7000-8000-000000000000").await;
+    problem(resp, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn only_customers_place_orders() {
+    let app = spawn_app().await;
+    let resp = app.post_order(&app.token("ops", Role::Admin), &widgets(1)).await;
+    problem(resp, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn customers_see_only_their_own_orders_and_admins_see_all() {
+    let app = spawn_app().await;
+    let id = app.place_order(&app.customer("alice"), &widgets(1)).await;
+
+    assert_eq!(app.get_order(&app.customer("alice"), &id).await.status(), StatusCode::OK);
+    problem(app.get_order(&app.customer("mallory"), &id).await, StatusCode::NOT_FOUND).await;
+    let admin: Value = app.get_order(&app.token("ops", Role::Admin), &id).await.json().await.unwrap();
+    assert_eq!(admin["customer_id"], "alice");
+    problem(app.get_order(&app.token("ups", Role::Carrier), &id).await, StatusCode::FORBIDDEN).await;
+    problem(app.get_order(&app.customer("alice"), "0190b0a0-0000-7000-8000-000000000000").await, StatusCode::NOT_FOUND)
+        .await;
+    problem(app.get_order(&app.customer("alice"), "not-a-uuid").await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn products_health_and_unknown_routes() {
+    let app = spawn_app().await;
+    let products: Value = app.http.get(format!("{}/products", app.address)).send().await.unwrap().json().await.unwrap();
+    let widget = products.as_array().unwrap().iter().find(|p| p["sku"] == WIDGET.0).unwrap();
+    assert_eq!(widget["unit_price"], "19.99");
+    assert_eq!(widget["available"], WIDGET.3);
+
+    let health = app.http.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.http.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"status": "ready", "postgres": true, "temporal": true}));
+
+    problem(app.http.get(format!("{}/nope", app.address)).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+    problem(app.http.delete(format!("{}/orders", app.address)).send().await.unwrap(), StatusCode::METHOD_NOT_ALLOWED)
+        .await;
+}
+
+#[tokio::test]
+async fn readiness_fails_when_temporal_is_unreachable() {
+    let app = spawn_app_with(&[("TEMPORAL_ADDRESS", "127.0.0.1:1")]).await;
+    let ready = app.http.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().await.unwrap()["temporal"], false);
+}

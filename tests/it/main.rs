@@ -1,0 +1,9 @@
+//! Integration tests against a real Postgres and a real Temporal dev server
+//! (started by `scripts/test`, which exports ORDERS_TEST_DATABASE_URL and
+//! ORDERS_TEST_TEMPORAL_ADDRESS). Each test gets its own database and task queue.
+
+mod activities;
+mod api;
+mod e2e;
+mod support;
+mod workflow;

@@ -1,0 +1,236 @@
+//! The test harness: a fresh database per test, the API on port 0, and a worker
+//! on a task queue of the test's own, all against the servers `scripts/test` runs.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use orders::config::Settings;
+use orders::db::{self, catalog};
+use orders::http::Application;
+use orders::http::auth::{JwtKeys, Role};
+use orders::{activities, telemetry, temporal, worker};
+use reqwest::{Response, StatusCode};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use temporalio_sdk::Runtime;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+fn required_env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test"))
+}
+
+/// Settings for one test: its own database and task queue.
+pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("DATABASE_URL".into(), database_url.into()),
+        ("TEMPORAL_ADDRESS".into(), required_env("ORDERS_TEST_TEMPORAL_ADDRESS")),
+        ("TEMPORAL_TASK_QUEUE".into(), format!("orders-test-{}", Uuid::new_v4().simple())),
+        ("ORDERS_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("ORDERS_JWT_SECRET".into(), JWT_SECRET.into()),
+        ("ORDERS_DB_MAX_CONNECTIONS".into(), "10".into()),
+        ("ORDERS_WORKER_MAX_ACTIVITIES".into(), "4".into()),
+        ("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES".into(), "4".into()),
+        ("ORDERS_START_RECOVERY_INTERVAL".into(), "1s".into()),
+        ("ORDERS_SHUTDOWN_GRACE".into(), "5s".into()),
+        ("ORDERS_LOG_FORMAT".into(), "text".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    Settings::from_lookup(&|k| env.get(k).cloned()).expect("test settings are valid")
+}
+
+/// Creates an empty, migrated database and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin_url = required_env("ORDERS_TEST_DATABASE_URL");
+    let name = format!("orders_test_{}", Uuid::new_v4().simple());
+    let admin = PgPool::connect(&admin_url).await.expect("connect to the test Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    let url = format!("{base}/{name}");
+    let pool = PgPool::connect(&url).await.expect("connect to the test database");
+    db::migrate(&pool).await.expect("migrations apply");
+    pool.close().await;
+    url
+}
+
+/// The catalog every test starts with.
+pub const WIDGET: (&str, &str, i64, i32) = ("WIDGET-1", "Blue widget", 1999, 100);
+pub const GADGET: (&str, &str, i64, i32) = ("GADGET-2", "Red gadget", 4950, 5);
+pub const RARE: (&str, &str, i64, i32) = ("RARE-3", "Rare thing", 12000, 1);
+
+pub async fn seed_catalog(pool: &PgPool) {
+    for (sku, name, cents, stock) in [WIDGET, GADGET, RARE] {
+        catalog::upsert(pool, sku, name, Decimal::new(cents, 2), stock).await.expect("seed catalog");
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+    worker: Option<TestWorker>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let database_url = fresh_database().await;
+    spawn_app_on(&database_url, extra).await
+}
+
+/// An API over an existing database (several apps may share one).
+pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    telemetry::init(orders::config::LogFormat::Text);
+    let settings = test_settings(database_url, extra);
+    let app = Application::build(settings.clone()).await.expect("API binds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.state().pool.clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    seed_catalog(&pool).await;
+    TestApp { address, pool, settings, http: reqwest::Client::new(), worker: None }
+}
+
+pub async fn spawn_app_with_worker() -> TestApp {
+    let mut app = spawn_app().await;
+    app.start_worker();
+    app
+}
+
+/// A worker on its own thread and runtime (`Worker::run` is not `Send`), with its own pool.
+struct TestWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start_worker_thread(settings: Settings) -> TestWorker {
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let runtime = Runtime::from_current_tokio(Default::default()).expect("temporal runtime");
+            let client = temporal::connect(&settings, "orders-test-worker").await.expect("worker connects");
+            let pool = db::pool(&settings).expect("pool");
+            let acts = activities::from_settings(&settings, pool).expect("activities");
+            let mut w = worker::build(&runtime, client, &settings, acts).expect("worker builds");
+            // The shutdown handle spawns onto the runtime it is called from: call it from this one,
+            // not from the test's (which is blocked joining this thread).
+            let stop = w.shutdown_handle();
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                stop();
+            });
+            ready_tx.send(()).expect("test thread waits");
+            w.run().await.expect("worker runs");
+        });
+    });
+    ready_rx.recv().expect("worker started");
+    TestWorker { stop: Some(stop_tx), thread: Some(thread) }
+}
+
+impl TestApp {
+    pub fn start_worker(&mut self) {
+        self.worker = Some(start_worker_thread(self.settings.clone()));
+    }
+
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        JwtKeys::new(&self.settings.jwt_secret).issue(sub, role, Duration::from_secs(600)).expect("sign")
+    }
+
+    pub fn customer(&self, sub: &str) -> String {
+        self.token(sub, Role::Customer)
+    }
+
+    pub async fn post_order(&self, token: &str, body: &Value) -> Response {
+        self.post_order_with_key(token, body, None).await
+    }
+
+    pub async fn post_order_with_key(&self, token: &str, body: &Value, key: Option<&str>) -> Response {
+        let mut req = self.http.post(format!("{}/orders", self.address)).bearer_auth(token).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get_order(&self, token: &str, id: &str) -> Response {
+        self.http.get(format!("{}/orders/{id}", self.address)).bearer_auth(token).send().await.expect("request sent")
+    }
+
+    /// Places an order that must be accepted, and returns its id.
+    pub async fn place_order(&self, token: &str, body: &Value) -> String {
+        let resp = self.post_order(token, body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap_or_default());
+        let order: Value = resp.json().await.expect("json");
+        order["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Polls `GET /orders/{id}` until the order reaches `status` (or fails the test).
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let resp = self.get_order(token, id).await;
+            if resp.status() == StatusCode::OK {
+                last = resp.json().await.expect("json");
+                if last["status"] == status {
+                    return last;
+                }
+                if last["status"] == "shipped" || last["status"] == "failed" {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("order {id} did not reach {status}; last seen: {last:#}");
+    }
+
+    pub async fn stock(&self, sku: &str) -> (i32, i32) {
+        sqlx::query_as("SELECT available, reserved FROM inventory WHERE sku = $1")
+            .bind(sku)
+            .fetch_one(&self.pool)
+            .await
+            .expect("inventory row")
+    }
+
+    pub async fn count(&self, sql: &str, id: &str) -> i64 {
+        let id: Uuid = id.parse().expect("uuid");
+        let (n,): (i64,) = sqlx::query_as(sql).bind(id).fetch_one(&self.pool).await.expect("count query");
+        n
+    }
+}
+
+/// A valid order body; tests change what they need.
+pub fn order_body(items: Value) -> Value {
+    json!({
+        "items": items,
+        "shipping_address": {"street": "1 Main St", "city": "Springfield", "state": "IL", "zip_code": "62701", "country": "US"},
+        "payment_method": "credit_card",
+        "payment_token": "tok_ok"
+    })
+}
+
+pub fn widgets(quantity: u32) -> Value {
+    order_body(json!([{"sku": WIDGET.0, "quantity": quantity}]))
+}

@@ -1,0 +1,176 @@
+//! The order workflow through the real worker: each path ends in the right
+//! status with stock and money where they belong.
+
+use orders::workflows::{OrderOutcome, OrderWorkflow};
+use serde_json::{Value, json};
+use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHistory};
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+
+use crate::support::*;
+
+fn with_token(mut body: Value, token: &str) -> Value {
+    body["payment_token"] = json!(token);
+    body
+}
+
+async fn payments(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let id: uuid::Uuid = id.parse().unwrap();
+    sqlx::query_as("SELECT kind, status FROM payments WHERE order_id = $1 ORDER BY kind")
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn notifications(app: &TestApp, id: &str) -> Vec<String> {
+    let id: uuid::Uuid = id.parse().unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM notifications WHERE order_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    rows.into_iter().map(|(k,)| k).collect()
+}
+
+fn timeline(order: &Value) -> Vec<&str> {
+    order["timeline"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_paid_order_ships_and_its_history_replays() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(3)).await;
+
+    let order = app.wait_for_status(&token, &id, "shipped").await;
+
+    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped"]);
+    assert!(order["shipment"]["tracking_number"].as_str().unwrap().starts_with("SIM"));
+    assert_eq!(order["payment"]["status"], "succeeded");
+    assert_eq!(order["payment"]["amount"], order["total"]);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 3, 0), "shipped units leave stock and reservation");
+    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    assert_eq!(notifications(&app, &id).await, ["order_confirmed"]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'consumed'", &id).await,
+        1
+    );
+
+    // The workflow's own result agrees, and its history replays deterministically.
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
+    assert_eq!(outcome.tracking_number.as_deref(), order["shipment"]["tracking_number"].as_str());
+    let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
+    let history = WorkflowHistory::from_json(&json).unwrap();
+    let replayer =
+        WorkflowReplayer::new(WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap().build())
+            .unwrap();
+    replayer.replay_workflow(history).await.expect("history replays without non-determinism");
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_the_order_and_releases_the_stock() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &with_token(widgets(2), "tok_declined")).await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+
+    assert_eq!(order["reason"], "payment_declined");
+    assert_eq!(timeline(&order), ["pending", "reserved", "failed"]);
+    assert_eq!(order["payment"]["status"], "declined");
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "declined".to_owned())], "nothing to refund");
+    assert_eq!(notifications(&app, &id).await, ["order_failed"]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'held'", &id).await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_order_beyond_stock_fails_out_of_stock_and_reserves_nothing() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    // Widgets are plentiful, gadgets are not: nothing may stay reserved.
+    let body = order_body(json!([{"sku": WIDGET.0, "quantity": 2}, {"sku": GADGET.0, "quantity": GADGET.3 + 1}]));
+    let id = app.place_order(&token, &body).await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+
+    assert_eq!(order["reason"], "out_of_stock");
+    assert!(order["timeline"][1]["detail"].as_str().unwrap().contains(GADGET.0));
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    assert!(payments(&app, &id).await.is_empty(), "no charge attempted");
+    assert_eq!(app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1", &id).await, 0);
+}
+
+#[tokio::test]
+async fn a_flaky_gateway_is_retried_and_charges_once() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &with_token(widgets(1), "tok_flaky")).await;
+
+    let order = app.wait_for_status(&token, &id, "shipped").await;
+
+    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    assert_eq!(order["payment"]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_refused_payment_fails_without_a_refund() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &with_token(widgets(1), "tok_error")).await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+
+    assert_eq!(order["reason"], "payment_failed");
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "failed".to_owned())], "no refund recorded");
+}
+
+#[tokio::test]
+async fn a_shipment_that_cannot_be_booked_refunds_and_releases() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let mut body = widgets(2);
+    body["shipping_address"]["zip_code"] = json!("00000"); // the simulated carrier does not serve it
+    let id = app.place_order(&token, &body).await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+
+    assert_eq!(order["reason"], "shipment_failed");
+    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "failed"]);
+    assert_eq!(order["payment"]["status"], "refunded");
+    assert_eq!(
+        payments(&app, &id).await,
+        [("charge".to_owned(), "succeeded".to_owned()), ("refund".to_owned(), "succeeded".to_owned())]
+    );
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    assert_eq!(notifications(&app, &id).await, ["order_failed"]);
+}
+
+#[tokio::test]
+async fn orders_accepted_while_temporal_was_down_are_started_later() {
+    let database_url = fresh_database().await;
+    // An API that cannot reach Temporal still records the order.
+    let offline = spawn_app_on(&database_url, &[("TEMPORAL_ADDRESS", "127.0.0.1:1")]).await;
+    let token = offline.customer("alice");
+    let id = offline.place_order(&token, &widgets(1)).await;
+    assert_eq!(
+        offline.count("SELECT count(*) FROM orders WHERE id = $1 AND workflow_started_at IS NULL", &id).await,
+        1
+    );
+
+    // An API that can reach it starts the order from its recovery loop.
+    let mut online = spawn_app_on(&database_url, &[]).await;
+    online.start_worker();
+    online.wait_for_status(&token, &id, "shipped").await;
+    assert_eq!(
+        online.count("SELECT count(*) FROM orders WHERE id = $1 AND workflow_started_at IS NOT NULL", &id).await,
+        1
+    );
+}
