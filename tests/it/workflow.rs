@@ -32,6 +32,46 @@ async fn notifications(app: &TestApp, id: &str) -> Vec<String> {
     rows.into_iter().map(|(k,)| k).collect()
 }
 
+/// With ORDERS_RECORD_HISTORIES=1, saves a history for `recorded_histories_still_replay`.
+/// Record again only when a change is meant to be incompatible (and is behind `ctx.patched`).
+fn record_history(name: &str, json: &[u8]) {
+    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
+        let path = format!("{}/tests/histories/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(&path, json).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
+
+async fn capture(app: &TestApp, id: &str, name: &str) {
+    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
+        let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+        handle.get_result(Default::default()).await.unwrap();
+        let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
+        record_history(name, &json);
+    }
+}
+
+/// Histories recorded from earlier versions of the workflow must replay on this one:
+/// a change that breaks them would break orders in flight during a deploy.
+#[tokio::test]
+async fn recorded_histories_still_replay() {
+    let dir = format!("{}/tests/histories", env!("CARGO_MANIFEST_DIR"));
+    let mut histories = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            histories.push(WorkflowHistory::from_json(&std::fs::read(&path).unwrap()).unwrap());
+        }
+    }
+    assert!(histories.len() >= 4, "expected recorded histories in {dir}");
+    let replayer =
+        WorkflowReplayer::new(WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap().build())
+            .unwrap();
+    for result in replayer.replay_workflows(histories).await.unwrap() {
+        assert!(result.replay_failure.is_none(), "{:?}", result.replay_failure);
+    }
+}
+
 fn timeline(order: &Value) -> Vec<&str> {
     order["timeline"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect()
 }
@@ -62,6 +102,7 @@ async fn a_paid_order_ships_and_its_history_replays() {
     let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
     assert_eq!(outcome.tracking_number.as_deref(), order["shipment"]["tracking_number"].as_str());
     let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
+    record_history("order-shipped", &json);
     let history = WorkflowHistory::from_json(&json).unwrap();
     let replayer =
         WorkflowReplayer::new(WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap().build())
@@ -87,6 +128,7 @@ async fn a_declined_card_fails_the_order_and_releases_the_stock() {
         app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'held'", &id).await,
         0
     );
+    capture(&app, &id, "order-declined").await;
 }
 
 #[tokio::test]
@@ -105,6 +147,7 @@ async fn an_order_beyond_stock_fails_out_of_stock_and_reserves_nothing() {
     assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
     assert!(payments(&app, &id).await.is_empty(), "no charge attempted");
     assert_eq!(app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1", &id).await, 0);
+    capture(&app, &id, "order-out-of-stock").await;
 }
 
 #[tokio::test]
@@ -117,6 +160,7 @@ async fn a_flaky_gateway_is_retried_and_charges_once() {
 
     assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "succeeded".to_owned())]);
     assert_eq!(order["payment"]["status"], "succeeded");
+    capture(&app, &id, "order-flaky-payment").await;
 }
 
 #[tokio::test]
@@ -151,6 +195,7 @@ async fn a_shipment_that_cannot_be_booked_refunds_and_releases() {
     );
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
     assert_eq!(notifications(&app, &id).await, ["order_failed"]);
+    capture(&app, &id, "order-shipment-failed").await;
 }
 
 #[tokio::test]
