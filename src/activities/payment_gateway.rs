@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::PartyError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ChargeRequest {
     pub idempotency_key: String,
     pub order_id: String,
@@ -21,6 +21,19 @@ pub struct ChargeRequest {
     /// The PSP token; sent to the gateway only, never logged.
     #[serde(rename = "token")]
     pub payment_token: String,
+}
+
+impl std::fmt::Debug for ChargeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChargeRequest")
+            .field("idempotency_key", &self.idempotency_key)
+            .field("order_id", &self.order_id)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("payment_method", &self.payment_method)
+            .field("payment_token", &"[redacted]")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,5 +160,23 @@ impl PaymentGateway for HttpPaymentGateway {
             (404, _) => Ok(RefundResult::NothingToRefund),
             _ => Err(PartyError::from_status(status, &text)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let req = ChargeRequest {
+            idempotency_key: "charge-1".into(),
+            order_id: "1".into(),
+            amount: Decimal::ONE,
+            currency: "USD".into(),
+            payment_method: "credit_card".into(),
+            payment_token: "tok_secret_value".into(),
+        };
+        assert!(!format!("{req:?}").contains("tok_secret_value"));
     }
 }

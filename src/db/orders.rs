@@ -157,7 +157,7 @@ pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<V
 }
 
 /// The amounts and party data the charge and shipment steps need.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct Fulfilment {
     pub total: Decimal,
     pub currency: String,

@@ -28,6 +28,11 @@ pub struct Totals {
     pub total: Decimal,
 }
 
+impl Totals {
+    /// The largest amount the database stores (NUMERIC(12, 2)).
+    pub const MAX_AMOUNT: Decimal = dec!(9999999999.99);
+}
+
 /// Rounds to cents, half to even (banker's rounding), as the tax authority's tables do.
 pub fn to_cents(amount: Decimal) -> Decimal {
     let mut rounded = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);

@@ -287,3 +287,20 @@ async fn readiness_fails_when_temporal_is_unreachable() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.unwrap()["temporal"], false);
 }
+
+#[tokio::test]
+async fn an_order_too_large_to_record_is_422_not_500() {
+    let app = spawn_app().await;
+    catalog_price(&app, WIDGET.0, "999999999.00").await;
+    let p = problem(app.post_order(&app.customer("a"), &widgets(1000)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/items");
+}
+
+async fn catalog_price(app: &TestApp, sku: &str, price: &str) {
+    sqlx::query("UPDATE products SET unit_price = $2::numeric WHERE sku = $1")
+        .bind(sku)
+        .bind(price)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}

@@ -18,11 +18,12 @@ use super::extract::JsonBody;
 use super::state::AppState;
 use crate::db::catalog;
 use crate::db::orders::{self, OrderView, Recorded};
-use crate::domain::{FieldErrors, NewOrder, OrderId, PricedLine, PricedOrder};
+use crate::domain::{FieldError, FieldErrors, NewOrder, OrderId, PricedLine, PricedOrder, Totals};
 use crate::temporal;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Place an order. Validates and prices it from the catalog, records it, and starts its workflow.
 ///
@@ -82,9 +83,14 @@ pub async fn create(
 /// Starts the order's workflow. A failure is logged, not returned: the order is
 /// recorded, and the recovery loop (`app::recover_unstarted`) starts it later.
 async fn start_workflow(state: &AppState, id: OrderId) {
-    let started = match state.temporal().await {
-        Ok(client) => temporal::start_order(client, &state.settings.task_queue, id).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let attempt = async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        temporal::start_order(client, &state.settings.task_queue, id).await.map_err(|e| e.to_string())
+    };
+    // Bounded, so an unreachable Temporal delays the answer by at most this much.
+    let started = match tokio::time::timeout(START_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer from Temporal within {START_TIMEOUT:?}")),
     };
     match started {
         Ok(()) => {
@@ -164,6 +170,12 @@ async fn price(
         return Err(ApiError::PriceChanged(changes));
     }
     let totals = state.settings.pricing.price(lines.iter().map(|l| (l.unit_price, l.quantity.get())));
+    if totals.total > Totals::MAX_AMOUNT {
+        return Err(ApiError::Validation(vec![FieldError {
+            pointer: "/items".into(),
+            message: format!("the order total {} exceeds the maximum of {}", totals.total, Totals::MAX_AMOUNT),
+        }]));
+    }
     Ok(PricedOrder { id: OrderId::new(), order, lines, totals, idempotency })
 }
 
