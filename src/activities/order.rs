@@ -130,7 +130,7 @@ impl OrderActivities {
                 match self.payments.charge(&req).await {
                     Ok(result) => result,
                     Err(PartyError::Permanent(reason)) => {
-                        payments::fail(&self.pool, id, &reason).await?;
+                        payments::refuse(&self.pool, id, payments::Refusal::Failed, &reason).await?;
                         return Err(permanent("PaymentFailed", reason));
                     }
                     Err(transient) => return Err(party("PaymentFailed", transient)),
@@ -147,7 +147,7 @@ impl OrderActivities {
                 Ok(Charge::Captured { reference })
             }
             ChargeResult::Declined { reason } => {
-                payments::decline(&self.pool, id, &reason).await?;
+                payments::refuse(&self.pool, id, payments::Refusal::Declined, &reason).await?;
                 tracing::info!(%reason, "payment declined");
                 Ok(Charge::Declined { reason })
             }

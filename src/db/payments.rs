@@ -73,12 +73,26 @@ pub async fn succeed(conn: &mut PgConnection, id: OrderId, kind: Kind, reference
     Ok(())
 }
 
-pub async fn decline(pool: &PgPool, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
+/// How a charge ended without money moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The gateway declined (a business answer: card declined, insufficient funds).
+    Declined,
+    /// The gateway refused the request outright (not a decline): nothing was captured.
+    Failed,
+}
+
+pub async fn refuse(pool: &PgPool, id: OrderId, refusal: Refusal, reason: &str) -> Result<(), sqlx::Error> {
+    let status = match refusal {
+        Refusal::Declined => "declined",
+        Refusal::Failed => "failed",
+    };
     sqlx::query(
-        "UPDATE payments SET status = 'declined', decline_reason = $2, updated_at = now() \
+        "UPDATE payments SET status = $2, decline_reason = $3, updated_at = now() \
          WHERE idempotency_key = $1 AND status = 'pending'",
     )
     .bind(Kind::Charge.key(id))
+    .bind(status)
     .bind(reason)
     .execute(pool)
     .await?;
@@ -91,18 +105,5 @@ pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(
         .bind(kind.key(id))
         .execute(pool)
         .await?;
-    Ok(())
-}
-
-/// The gateway refused the request outright (not a decline): nothing was captured.
-pub async fn fail(pool: &PgPool, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments SET status = 'failed', decline_reason = $2, updated_at = now() \
-         WHERE idempotency_key = $1 AND status = 'pending'",
-    )
-    .bind(Kind::Charge.key(id))
-    .bind(reason)
-    .execute(pool)
-    .await?;
     Ok(())
 }
