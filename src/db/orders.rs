@@ -381,3 +381,58 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         updated_at: o.updated_at,
     }))
 }
+
+// ---- listing ----
+
+/// One row of `GET /orders`.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct OrderSummary {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub customer_id: String,
+    #[schema(value_type = String, example = "shipped")]
+    pub status: String,
+    pub reason: Option<String>,
+    pub currency: String,
+    #[schema(value_type = String, example = "53.37")]
+    pub total: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub customer_id: Option<String>,
+    pub status: Option<OrderStatus>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only orders older than this one (ids are UUIDv7, so id order is creation order).
+    pub before_id: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Newest first. Only the filters given become conditions (no `$1 IS NULL OR`
+/// patterns), so the planner picks the (customer_id, id) or (status, id) index.
+#[tracing::instrument(skip(pool))]
+pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sqlx::Error> {
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT id, customer_id, status, reason, currency, total, created_at, updated_at FROM orders WHERE TRUE",
+    );
+    if let Some(c) = &f.customer_id {
+        q.push(" AND customer_id = ").push_bind(c);
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(t) = f.created_after {
+        q.push(" AND created_at > ").push_bind(t);
+    }
+    if let Some(t) = f.created_before {
+        q.push(" AND created_at < ").push_bind(t);
+    }
+    if let Some(id) = f.before_id {
+        q.push(" AND id < ").push_bind(id);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+    q.build_query_as().fetch_all(pool).await
+}

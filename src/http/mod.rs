@@ -35,7 +35,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/orders", post(orders::create))
+        .route("/orders", post(orders::create).get(orders::list::list))
         .route("/orders/{id}", get(orders::get))
         .route("/products", get(products::list))
         .route("/healthz", get(health::healthz))

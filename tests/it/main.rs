@@ -5,5 +5,6 @@
 mod activities;
 mod api;
 mod e2e;
+mod listing;
 mod support;
 mod workflow;

@@ -1,5 +1,6 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
+pub mod list;
 pub mod request;
 
 use std::collections::BTreeMap;

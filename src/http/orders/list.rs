@@ -1,0 +1,111 @@
+//! `GET /orders`: newest first, filtered, with an opaque cursor.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::db::orders::{self, ListFilter, OrderSummary};
+use crate::domain::{FieldErrors, OrderStatus};
+use crate::http::auth::{Caller, Role};
+use crate::http::error::{ApiError, Problem};
+use crate::http::state::AppState;
+
+pub const MAX_LIMIT: i64 = 100;
+const DEFAULT_LIMIT: i64 = 20;
+
+/// Query parameters; all optional. Strings here, parsed below, so that every bad
+/// one is reported (as `/name`) instead of a bare 400 for the first.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only orders in this status.
+    status: Option<String>,
+    /// RFC 3339 timestamp, exclusive.
+    created_after: Option<String>,
+    /// RFC 3339 timestamp, exclusive.
+    created_before: Option<String>,
+    /// Admins only: orders of this customer.
+    customer_id: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn timestamp(v: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into())
+}
+
+fn cursor(v: &str) -> Result<Uuid, String> {
+    hex::decode(v)
+        .ok()
+        .and_then(|b| Uuid::from_slice(&b).ok())
+        .ok_or_else(|| "is not a cursor returned by this API".into())
+}
+
+fn parse(params: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
+    let mut errors = FieldErrors::new();
+    let mut filter = ListFilter { limit: DEFAULT_LIMIT, ..Default::default() };
+    if let Some(s) = params.status {
+        filter.status = errors.check("/status", OrderStatus::parse(&s).ok_or_else(|| format!("{s:?} is not a status")));
+    }
+    if let Some(t) = params.created_after {
+        filter.created_after = errors.check("/created_after", timestamp(&t));
+    }
+    if let Some(t) = params.created_before {
+        filter.created_before = errors.check("/created_before", timestamp(&t));
+    }
+    if let Some(l) = params.limit {
+        let parsed = l.parse::<i64>().ok().filter(|n| (1..=MAX_LIMIT).contains(n));
+        filter.limit = errors
+            .check("/limit", parsed.ok_or_else(|| format!("must be an integer from 1 to {MAX_LIMIT}")))
+            .unwrap_or(DEFAULT_LIMIT);
+    }
+    if let Some(c) = params.cursor {
+        filter.before_id = errors.check("/cursor", cursor(&c));
+    }
+    filter.customer_id = match (caller.role, params.customer_id) {
+        (Role::Admin, requested) => requested,
+        // Customers see their own orders; asking for someone else's is refused, not widened.
+        (_, Some(other)) if other != caller.subject => {
+            errors.add("/customer_id", "only admins may list another customer's orders");
+            None
+        }
+        (_, _) => Some(caller.subject.clone()),
+    };
+    if errors.is_empty() { Ok(filter) } else { Err(ApiError::Validation(errors.into_vec())) }
+}
+
+/// Orders, newest first. Customers see only their own; admins may filter by `customer_id`.
+#[utoipa::path(get, path = "/orders", tag = "orders", params(ListParams),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, body = OrderPage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<OrderPage>, ApiError> {
+    caller.require(&[Role::Customer, Role::Admin])?;
+    let filter = parse(params, &caller)?;
+    let items = orders::list(&state.pool, &filter).await?;
+    let next_cursor =
+        (items.len() as i64 == filter.limit).then(|| items.last().map(|o| hex::encode(o.id.as_bytes()))).flatten();
+    Ok(Json(OrderPage { items, next_cursor }))
+}
