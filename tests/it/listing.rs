@@ -48,9 +48,9 @@ async fn filters_by_status_and_time_and_admins_by_customer() {
     let admin = app.token("ops", Role::Admin);
 
     let (_, all) = list(&app, &admin, "").await;
-    assert_eq!(ids(&all), [b.clone(), a.clone()]);
+    assert_eq!(ids(&all), [b.as_str(), a.as_str()]);
     let (_, bobs) = list(&app, &admin, "customer_id=bob").await;
-    assert_eq!(ids(&bobs), [b.clone()]);
+    assert_eq!(ids(&bobs), [b.as_str()]);
     let (_, pending) = list(&app, &admin, "status=pending").await;
     assert_eq!(ids(&pending).len(), 2);
     let (_, shipped) = list(&app, &admin, "status=shipped").await;
