@@ -20,7 +20,8 @@ CREATE TABLE inventory (
 CREATE TABLE orders (
     id                   UUID PRIMARY KEY,
     customer_id          TEXT NOT NULL,
-    status               TEXT NOT NULL CHECK (status IN ('pending', 'reserved', 'paid', 'shipped', 'failed')),
+    status               TEXT NOT NULL CHECK (status IN ('pending', 'reserved', 'awaiting_review', 'paid', 'shipped',
+                                                         'in_transit', 'delivered', 'delivery_overdue', 'failed', 'cancelled')),
     reason               TEXT,
     currency             TEXT NOT NULL DEFAULT 'USD',
     subtotal             NUMERIC(12, 2) NOT NULL CHECK (subtotal >= 0),
@@ -60,18 +61,20 @@ CREATE TABLE order_items (
     UNIQUE (order_id, sku)
 );
 
--- The timeline: one row per status change. UNIQUE makes a retried step write it once.
+-- The timeline: one row per status change (and per carrier exception). `key` is the
+-- status, or `exception@<time>`; UNIQUE makes a retried step write it once.
 CREATE TABLE order_events (
     id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id  UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     status    TEXT NOT NULL,
+    key       TEXT NOT NULL,
     detail    TEXT,
     at        TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (order_id, status)
+    UNIQUE (order_id, key)
 );
 
 -- One reservation per order line; `state` moves held -> released (or held -> consumed when
--- the parcel ships) exactly once, so a retried reserve or release changes nothing.
+-- the parcel is handed to the carrier) exactly once, so a retried reserve or release changes nothing.
 CREATE TABLE inventory_reservations (
     order_id    UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     sku         TEXT NOT NULL REFERENCES inventory (sku),
@@ -102,19 +105,21 @@ CREATE TABLE shipments (
     order_id         UUID PRIMARY KEY REFERENCES orders (id) ON DELETE CASCADE,
     carrier          TEXT NOT NULL,
     tracking_number  TEXT NOT NULL UNIQUE,
-    created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    cancelled_at     TIMESTAMPTZ
 );
 
--- Outbox: written in the same transaction as the status change it announces;
--- a dispatcher delivers `pending` rows.
+-- Outbox: one row per timeline event, written in the same transaction as the event;
+-- a dispatcher delivers `pending` rows. `event_key` is the event's key.
 CREATE TABLE notifications (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id    UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     kind        TEXT NOT NULL,
+    event_key   TEXT NOT NULL,
     payload     JSONB NOT NULL,
     status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     sent_at     TIMESTAMPTZ,
-    UNIQUE (order_id, kind)
+    UNIQUE (order_id, event_key)
 );
 CREATE INDEX notifications_pending_idx ON notifications (created_at) WHERE status = 'pending';

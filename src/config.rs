@@ -65,6 +65,13 @@ pub struct Settings {
     pub payment_gateway: Integration,
     pub carrier: Integration,
     pub http_client_timeout: Duration,
+    /// Orders whose total is at least this wait for an admin's review before the charge.
+    pub review_threshold: Decimal,
+    pub review_deadline: Duration,
+    /// An order not delivered this long after shipping ends `delivery_overdue`.
+    pub delivery_deadline: Duration,
+    /// Simulated carrier only: report in_transit and delivered after these delays.
+    pub simulated_carrier_events: Option<(Duration, Duration)>,
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -221,6 +228,16 @@ impl Settings {
             payment_gateway: env.integration("ORDERS_PAYMENT_GATEWAY", "ORDERS_PAYMENT_GATEWAY_URL")?,
             carrier: env.integration("ORDERS_CARRIER", "ORDERS_CARRIER_URL")?,
             http_client_timeout: env.duration("ORDERS_HTTP_CLIENT_TIMEOUT", Duration::from_secs(10))?,
+            review_threshold: env.money("ORDERS_REVIEW_THRESHOLD", Decimal::new(100000, 2))?,
+            review_deadline: env.duration("ORDERS_REVIEW_DEADLINE", Duration::from_secs(24 * 3600))?,
+            delivery_deadline: env.duration("ORDERS_DELIVERY_DEADLINE", Duration::from_secs(14 * 24 * 3600))?,
+            simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
+                None => None,
+                Some(_) => Some((
+                    env.duration("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", Duration::ZERO)?,
+                    env.duration("ORDERS_SIM_CARRIER_DELIVERED_AFTER", Duration::from_secs(10))?,
+                )),
+            },
             worker,
             log_format,
             shutdown_grace: env.duration("ORDERS_SHUTDOWN_GRACE", Duration::from_secs(30))?,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rust_decimal::Decimal;
+
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::tonic::Request;
 use temporalio_client::{
@@ -53,15 +55,24 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The workflow input for an order of this total under the current policy.
+pub fn order_input(settings: &Settings, id: OrderId, total: Decimal) -> OrderInput {
+    OrderInput {
+        order_id: id,
+        review_within_secs: (total >= settings.review_threshold).then(|| settings.review_deadline.as_secs().max(1)),
+        deliver_within_secs: settings.delivery_deadline.as_secs().max(1),
+    }
+}
+
 /// Starts the workflow of an order; idempotent on the workflow id `order-<id>`.
 /// A start repeated while it runs attaches to that run; one repeated after it
 /// closed is refused by the server, which also means "started".
-pub async fn start_order(client: &Client, task_queue: &str, id: OrderId) -> Result<(), WorkflowStartError> {
-    let opts = WorkflowStartOptions::new(task_queue.to_owned(), id.workflow_id())
+pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
+    let opts = WorkflowStartOptions::new(settings.task_queue.clone(), input.order_id.workflow_id())
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
-    match client.start_workflow(OrderWorkflow::run, OrderInput { order_id: id }, opts).await {
+    match client.start_workflow(OrderWorkflow::run, input, opts).await {
         Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
         Err(e) => Err(e),
     }

@@ -4,8 +4,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use std::time::Duration;
+
+use temporalio_client::{Client, WorkflowSignalOptions};
+
 use super::PartyError;
-use crate::domain::Address;
+use crate::domain::{Address, OrderId, ShipmentEvent, ShipmentEventKind};
+use crate::workflows::OrderWorkflow;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShipmentRequest {
@@ -25,6 +30,8 @@ pub struct Booking {
 #[async_trait]
 pub trait Carrier: Send + Sync {
     async fn book(&self, req: &ShipmentRequest) -> Result<Booking, PartyError>;
+    /// Cancels a booking before pickup. Cancelling an already cancelled booking succeeds.
+    async fn cancel(&self, idempotency_key: &str, tracking_number: &str) -> Result<(), PartyError>;
 }
 
 /// Deterministic carrier: the tracking number derives from the idempotency key;
@@ -45,10 +52,15 @@ impl Carrier for SimulatedCarrier {
         let digits: String = digest.iter().take(6).map(|b| format!("{:02}", b % 100)).collect();
         Ok(Booking { carrier: "simulated".into(), tracking_number: format!("SIM{digits}") })
     }
+
+    async fn cancel(&self, _idempotency_key: &str, _tracking_number: &str) -> Result<(), PartyError> {
+        Ok(())
+    }
 }
 
 /// A carrier API over HTTP: `POST {base}/shipments` with an `Idempotency-Key`
 /// header; 2xx `{"carrier": .., "tracking_number": ..}` is a booking.
+/// `POST {base}/shipments/{tracking}/cancel` cancels one; 2xx or 404 means it is not booked.
 pub struct HttpCarrier {
     http: reqwest::Client,
     base_url: String,
@@ -77,5 +89,52 @@ impl Carrier for HttpCarrier {
         } else {
             Err(PartyError::from_status(status, &text))
         }
+    }
+
+    async fn cancel(&self, idempotency_key: &str, tracking_number: &str) -> Result<(), PartyError> {
+        let resp = self
+            .http
+            .post(format!("{}/shipments/{tracking_number}/cancel", self.base_url))
+            .header("Idempotency-Key", idempotency_key)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(PartyError::from_status(status, &resp.text().await.unwrap_or_default()))
+        }
+    }
+}
+
+/// For demo stacks: after a simulated booking, report pickup and delivery by
+/// signalling the order's workflow after fixed delays, as a carrier's webhook
+/// would. In-process and best-effort: a worker restart forgets pending reports
+/// (the order then ends `delivery_overdue` at its deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct SimulatedCarrierEvents {
+    pub in_transit_after: Duration,
+    pub delivered_after: Duration,
+}
+
+impl SimulatedCarrierEvents {
+    pub fn schedule(&self, client: Client, id: OrderId) {
+        let plan = *self;
+        tokio::spawn(async move {
+            let handle = client.get_workflow_handle::<OrderWorkflow>(id.workflow_id());
+            for (after, event) in [
+                (plan.in_transit_after, ShipmentEventKind::InTransit),
+                (plan.delivered_after, ShipmentEventKind::Delivered),
+            ] {
+                tokio::time::sleep(after).await;
+                let at = chrono::Utc::now().to_rfc3339();
+                let ev = ShipmentEvent { event, at, detail: Some("simulated carrier".into()) };
+                if let Err(e) = handle.signal(OrderWorkflow::shipment_event, ev, WorkflowSignalOptions::default()).await
+                {
+                    tracing::warn!(order_id = %id, error = %e, "simulated carrier could not report");
+                    return;
+                }
+            }
+        });
     }
 }

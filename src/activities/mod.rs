@@ -6,7 +6,7 @@ pub mod carrier;
 pub mod order;
 pub mod payment_gateway;
 
-pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier};
+pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier, SimulatedCarrierEvents};
 pub use order::OrderActivities;
 pub use payment_gateway::{HttpPaymentGateway, PaymentGateway, SimulatedPaymentGateway};
 
@@ -59,5 +59,11 @@ pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderAct
         Integration::Simulated => Arc::new(SimulatedCarrier),
         Integration::Http { base_url } => Arc::new(HttpCarrier::new(http, base_url.clone())),
     };
-    Ok(OrderActivities { pool, payments, carrier })
+    let simulated_carrier_events = match (&settings.carrier, settings.simulated_carrier_events) {
+        (Integration::Simulated, Some((in_transit_after, delivered_after))) => {
+            Some(SimulatedCarrierEvents { in_transit_after, delivered_after })
+        }
+        _ => None,
+    };
+    Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events })
 }

@@ -10,22 +10,23 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::PartyError;
-use super::carrier::{Carrier, ShipmentRequest};
+use super::carrier::{Carrier, ShipmentRequest, SimulatedCarrierEvents};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
-use crate::db::{inventory, notifications, orders, payments, shipments};
-use crate::domain::{FailureReason, OrderId, OrderStatus};
+use crate::db::{inventory, orders, payments, shipments};
+use crate::domain::{Address, OrderId, OrderStatus, StopReason};
 
 pub struct OrderActivities {
     pub pool: PgPool,
     pub payments: Arc<dyn PaymentGateway>,
     pub carrier: Arc<dyn Carrier>,
+    /// Dev stacks only: the simulated carrier reports pickup and delivery by itself.
+    pub simulated_carrier_events: Option<SimulatedCarrierEvents>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,10 +50,33 @@ pub struct Shipped {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailOrder {
+pub struct CloseOrder {
     pub order_id: OrderId,
-    pub reason: FailureReason,
+    pub reason: StopReason,
     pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advance {
+    pub order_id: OrderId,
+    pub to: OrderStatus,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierException {
+    pub order_id: OrderId,
+    /// The carrier's event time, as sent (also the de-duplication key).
+    pub at: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmendAddress {
+    pub order_id: OrderId,
+    pub address: Address,
+    /// Which amendment of this order this is (1, 2, ...), keying its timeline event.
+    pub amendment: u32,
 }
 
 /// An error the caller cannot fix by retrying.
@@ -187,11 +211,12 @@ impl OrderActivities {
         Ok(())
     }
 
-    /// Books the parcel, then in one transaction: records the shipment, consumes
-    /// the reservation, marks the order shipped and writes the confirmation to the outbox.
+    /// Books the parcel (reading the address as it is now, after any amendment),
+    /// then records the shipment and marks the order shipped in one transaction.
+    /// Stock stays reserved until the carrier has the parcel (`advance` to in_transit).
     #[activity(name = "BookShipment")]
     #[tracing::instrument(skip_all, fields(order_id = %id, activity = "BookShipment"))]
-    pub async fn book_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
+    pub async fn book_shipment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
         let booking = match shipments::find(&self.pool, id).await? {
             Some(s) => s,
             None => {
@@ -209,33 +234,88 @@ impl OrderActivities {
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, id).await?;
         shipments::insert(&mut tx, id, &booking).await?;
-        inventory::consume(&mut tx, id).await?;
-        let detail = format!("shipped with {}, tracking {}", booking.carrier, booking.tracking_number);
-        if orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await? {
-            let payload =
-                json!({"order_id": id, "carrier": booking.carrier, "tracking_number": booking.tracking_number});
-            notifications::enqueue(&mut tx, id, "order_confirmed", &payload).await?;
-        }
+        let detail = format!("shipment booked with {}, tracking {}", booking.carrier, booking.tracking_number);
+        let moved = orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await?;
         tx.commit().await?;
+        if moved && let Some(events) = &self.simulated_carrier_events {
+            events.schedule(ctx.client(), id);
+        }
         Ok(Shipped { carrier: booking.carrier, tracking_number: booking.tracking_number })
     }
 
-    /// The last compensation and the failure record, in one transaction:
-    /// releases held stock, marks the order failed with its reason, and writes
-    /// the failure notification to the outbox.
-    #[activity(name = "FailOrder")]
-    #[tracing::instrument(skip_all, fields(order_id = %f.order_id, activity = "FailOrder"))]
-    pub async fn fail_order(self: Arc<Self>, _ctx: ActivityContext, f: FailOrder) -> Result<(), ActivityError> {
-        let id = f.order_id;
+    /// Cancels the carrier booking of an order that has not left the warehouse.
+    #[activity(name = "CancelShipment")]
+    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "CancelShipment"))]
+    pub async fn cancel_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
+        let Some(booking) = shipments::find(&self.pool, id).await? else { return Ok(()) };
+        if shipments::is_cancelled(&self.pool, id).await? {
+            return Ok(());
+        }
+        let key = format!("ship-cancel-{id}");
+        self.carrier.cancel(&key, &booking.tracking_number).await.map_err(|e| party("ShipmentCancelFailed", e))?;
+        shipments::mark_cancelled(&self.pool, id).await?;
+        Ok(())
+    }
+
+    /// Moves the order forward on the carrier's or the reviewer's word. Once the
+    /// carrier has the parcel (in transit, delivered, or overdue), its reserved
+    /// stock is consumed. Returns whether the order moved.
+    #[activity(name = "AdvanceOrder")]
+    #[tracing::instrument(skip_all, fields(order_id = %a.order_id, activity = "AdvanceOrder"))]
+    pub async fn advance(self: Arc<Self>, _ctx: ActivityContext, a: Advance) -> Result<bool, ActivityError> {
+        let mut tx = self.pool.begin().await?;
+        orders::lock(&mut tx, a.order_id).await?;
+        if matches!(a.to, OrderStatus::InTransit | OrderStatus::Delivered | OrderStatus::DeliveryOverdue) {
+            inventory::consume(&mut tx, a.order_id).await?;
+        }
+        let moved = orders::transition(&mut tx, a.order_id, a.to, None, Some(&a.detail)).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Records a carrier exception on the timeline (and so in the outbox), once per event time.
+    #[activity(name = "RecordCarrierException")]
+    #[tracing::instrument(skip_all, fields(order_id = %e.order_id, activity = "RecordCarrierException"))]
+    pub async fn record_exception(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        e: CarrierException,
+    ) -> Result<(), ActivityError> {
+        let mut tx = self.pool.begin().await?;
+        orders::record_event(&mut tx, e.order_id, "exception", &format!("exception@{}", e.at), Some(&e.detail)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Changes the shipping address; false when the order can no longer be amended.
+    #[activity(name = "AmendShippingAddress")]
+    #[tracing::instrument(skip_all, fields(order_id = %a.order_id, activity = "AmendShippingAddress"))]
+    pub async fn amend_address(self: Arc<Self>, _ctx: ActivityContext, a: AmendAddress) -> Result<bool, ActivityError> {
+        let mut tx = self.pool.begin().await?;
+        orders::lock(&mut tx, a.order_id).await?;
+        let changed = orders::set_shipping_address(&mut tx, a.order_id, &a.address).await?;
+        if changed {
+            let detail = format!("shipping address changed to {}, {}", a.address.city, a.address.zip_code);
+            let key = format!("address@{}", a.amendment);
+            orders::record_event(&mut tx, a.order_id, "address_changed", &key, Some(&detail)).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// The last compensation and the end record, in one transaction: releases held
+    /// stock and marks the order failed or cancelled with its reason (the timeline
+    /// event and its notification come with the status change).
+    #[activity(name = "CloseOrder")]
+    #[tracing::instrument(skip_all, fields(order_id = %c.order_id, activity = "CloseOrder"))]
+    pub async fn close_order(self: Arc<Self>, _ctx: ActivityContext, c: CloseOrder) -> Result<(), ActivityError> {
+        let id = c.order_id;
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, id).await?;
         let released = inventory::release(&mut tx, id).await?;
-        if orders::transition(&mut tx, id, OrderStatus::Failed, Some(f.reason), Some(&f.detail)).await? {
-            let payload = json!({"order_id": id, "reason": f.reason, "detail": f.detail});
-            notifications::enqueue(&mut tx, id, "order_failed", &payload).await?;
-        }
+        orders::transition(&mut tx, id, c.reason.status(), Some(c.reason), Some(&c.detail)).await?;
         tx.commit().await?;
-        tracing::info!(reason = f.reason.as_str(), released, "order failed");
+        tracing::info!(reason = c.reason.as_str(), released, "order closed");
         Ok(())
     }
 }

@@ -9,7 +9,8 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{Address, FailureReason, OrderId, OrderStatus, PricedOrder};
+use super::notifications;
+use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
 
@@ -81,24 +82,36 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
         .execute(&mut *tx)
         .await?;
     }
-    insert_event(&mut tx, order.id, OrderStatus::Pending, Some(ACCEPTED)).await?;
+    record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?;
     tx.commit().await?;
     Ok(Recorded::Created { created_at })
 }
 
-async fn insert_event(
+/// Appends a timeline event and, in the same transaction, its notification to
+/// the outbox: one notification per event, written once whatever retries.
+pub async fn record_event(
     conn: &mut PgConnection,
     id: OrderId,
-    status: OrderStatus,
+    status: &str,
+    key: &str,
     detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO order_events (order_id, status, detail) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(id.0)
-        .bind(status.as_str())
-        .bind(detail)
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    let added = sqlx::query(
+        "INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(status)
+    .bind(key)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if added {
+        let payload = serde_json::json!({"order_id": id, "status": status, "detail": detail});
+        notifications::enqueue(conn, id, &format!("order.{status}"), key, &payload).await?;
+    }
+    Ok(added)
 }
 
 /// Moves an order to `status` and appends the timeline event, unless it is
@@ -107,22 +120,23 @@ pub async fn transition(
     conn: &mut PgConnection,
     id: OrderId,
     status: OrderStatus,
-    reason: Option<FailureReason>,
+    reason: Option<StopReason>,
     detail: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
+    let key = status.as_str();
     let moved = sqlx::query(
         "UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4)",
     )
     .bind(id.0)
     .bind(status.as_str())
-    .bind(reason.map(FailureReason::as_str))
+    .bind(reason.map(StopReason::as_str))
     .bind(status.reachable_from())
     .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
     if moved {
-        insert_event(conn, id, status, detail).await?;
+        record_event(conn, id, key, key, detail).await?;
     }
     Ok(moved)
 }
@@ -135,6 +149,25 @@ pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<OrderSt
     Ok(row.and_then(|(s,)| OrderStatus::parse(&s)))
 }
 
+/// Changes the shipping address while the order can still be amended; false when it cannot.
+pub async fn set_shipping_address(
+    conn: &mut PgConnection,
+    id: OrderId,
+    address: &Address,
+) -> Result<bool, sqlx::Error> {
+    let amendable: Vec<&str> =
+        OrderStatus::ALL.into_iter().filter(|s| s.can_amend_address()).map(OrderStatus::as_str).collect();
+    let changed =
+        sqlx::query("UPDATE orders SET shipping_address = $2, updated_at = now() WHERE id = $1 AND status = ANY($3)")
+            .bind(id.0)
+            .bind(Json(address))
+            .bind(&amendable)
+            .execute(conn)
+            .await?
+            .rows_affected();
+    Ok(changed == 1)
+}
+
 pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
         .bind(id.0)
@@ -143,10 +176,10 @@ pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sql
     Ok(())
 }
 
-/// Orders accepted at least `min_age_secs` ago whose workflow start was never confirmed.
-pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, String)>, sqlx::Error> {
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, customer_id FROM orders WHERE workflow_started_at IS NULL \
+/// Orders (id, total) accepted at least `min_age_secs` ago whose workflow start was never confirmed.
+pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, Decimal)>, sqlx::Error> {
+    let rows: Vec<(Uuid, Decimal)> = sqlx::query_as(
+        "SELECT id, total FROM orders WHERE workflow_started_at IS NULL \
            AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
     )
     .bind(min_age_secs)
@@ -233,6 +266,8 @@ pub struct ShipmentView {
     pub carrier: String,
     pub tracking_number: String,
     pub created_at: DateTime<Utc>,
+    /// Set when the booking was cancelled with the carrier.
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -337,7 +372,7 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         .bind(id.0)
         .fetch_all(pool),
         sqlx::query_as::<_, ShipmentView>(
-            "SELECT carrier, tracking_number, created_at FROM shipments WHERE order_id = $1"
+            "SELECT carrier, tracking_number, created_at, cancelled_at FROM shipments WHERE order_id = $1"
         )
         .bind(id.0)
         .fetch_optional(pool),

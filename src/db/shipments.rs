@@ -29,6 +29,23 @@ pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Resul
     Ok(())
 }
 
+/// Marks the booking cancelled (after the carrier confirmed); idempotent.
+pub async fn mark_cancelled(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE shipments SET cancelled_at = now() WHERE order_id = $1 AND cancelled_at IS NULL")
+        .bind(id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Error> {
+    let row: Option<(bool,)> = sqlx::query_as("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some_and(|(c,)| c))
+}
+
 /// (sku, quantity) of every line, for the parcel manifest.
 pub async fn manifest(pool: &PgPool, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
     sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")

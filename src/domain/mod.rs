@@ -4,11 +4,13 @@
 pub mod address;
 pub mod order;
 pub mod pricing;
+pub mod shipment;
 pub mod status;
 pub mod validation;
 
 pub use address::Address;
 pub use order::{NewOrder, OrderId, OrderLineRequest, PaymentMethod, PricedLine, PricedOrder, Quantity, Sku};
 pub use pricing::{Pricing, Totals};
-pub use status::{FailureReason, OrderStatus};
+pub use shipment::{ReviewDecision, ShipmentEvent, ShipmentEventKind};
+pub use status::{OrderStatus, StopReason};
 pub use validation::{FieldError, FieldErrors};

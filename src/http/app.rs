@@ -82,8 +82,9 @@ async fn recover_unstarted(state: AppState) {
             continue;
         }
         let Ok(client) = state.temporal().await else { continue };
-        for (id, _) in due {
-            match temporal::start_order(client, &state.settings.task_queue, id).await {
+        for (id, total) in due {
+            let input = temporal::order_input(&state.settings, id, total);
+            match temporal::start_order(client, &state.settings, input).await {
                 Ok(()) => {
                     tracing::info!(order_id = %id, "recovery: workflow started");
                     if let Err(e) = orders::mark_workflow_started(&state.pool, id).await {

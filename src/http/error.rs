@@ -68,6 +68,9 @@ pub enum ApiError {
     PriceChanged(Vec<PriceChange>),
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    /// The order's state forbids the action (e.g. cancelling a delivered order).
+    #[error("order state: {0}")]
+    InvalidState(String),
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -95,7 +98,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PriceChanged(_) | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
+            Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +139,7 @@ impl ApiError {
                 "Idempotency key reused",
                 "this Idempotency-Key was used with a different request body".to_owned(),
             ),
+            Self::InvalidState(m) => ("/problems/order-state", "Not allowed in the order's state", m.clone()),
             Self::Unavailable(_) => {
                 ("/problems/unavailable", "Service unavailable", "a dependency is unavailable; retry later".to_owned())
             }

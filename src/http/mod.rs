@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -37,6 +37,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders", post(orders::create).get(orders::list::list))
         .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/cancel", post(orders::actions::cancel))
+        .route("/orders/{id}/shipping-address", patch(orders::actions::amend_address))
+        .route("/orders/{id}/review", post(orders::actions::review))
+        .route("/orders/{id}/shipment-events", post(orders::actions::shipment_event))
         .route("/products", get(products::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

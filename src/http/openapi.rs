@@ -10,7 +10,8 @@ use super::{error, health, orders, products};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
-    paths(orders::create, orders::list::list, orders::get, products::list, health::healthz, health::readyz),
+    paths(orders::create, orders::list::list, orders::get, orders::actions::cancel, orders::actions::amend_address,
+        orders::actions::review, orders::actions::shipment_event, products::list, health::healthz, health::readyz),
     components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
     modifiers(&BearerAuth),
     tags((name = "orders"), (name = "catalog"), (name = "health"))

@@ -1,4 +1,5 @@
-//! `OrderWorkflow`: reserve → charge → ship, compensating in reverse on failure.
+//! `OrderWorkflow`: reserve → [review] → charge → ship → wait for the carrier,
+//! compensating in reverse on failure or cancellation.
 //!
 //! Round trips to the Temporal server are what limit throughput (on one machine
 //! the server, not our code, is the bottleneck), so every step is a local
@@ -14,36 +15,79 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    LocalActivityOptions, WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult,
+    LocalActivityOptions, SyncWorkflowContext, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::activities::OrderActivities;
-use crate::activities::order::{Charge, FailOrder, Reservation};
-use crate::domain::{FailureReason, OrderId, OrderStatus};
+use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Reservation};
+use crate::domain::{Address, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind, StopReason};
 
-/// The workflow input: just the id. Everything else is in Postgres, the system
-/// of record, which keeps history small and the payment token out of it.
+/// The workflow input: the id plus the policy decided when the order was accepted.
+/// Everything else is in Postgres, the system of record, which keeps history
+/// small and the payment token out of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderInput {
     pub order_id: OrderId,
+    /// Set when the total reached the review threshold: how long an admin has to decide.
+    #[serde(default)]
+    pub review_within_secs: Option<u64>,
+    /// How long after shipping the carrier has to deliver.
+    #[serde(default = "default_delivery_secs")]
+    pub deliver_within_secs: u64,
+}
+
+fn default_delivery_secs() -> u64 {
+    14 * 24 * 3600
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderOutcome {
     pub status: OrderStatus,
-    pub reason: Option<FailureReason>,
+    pub reason: Option<StopReason>,
     pub tracking_number: Option<String>,
+}
+
+/// A cancellation asked for through the API (the `cancel` update).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub reason: String,
+    pub by: String,
 }
 
 #[workflow]
 pub struct OrderWorkflow {
-    order_id: OrderId,
+    input: OrderInput,
     status: OrderStatus,
+    cancel: Option<CancelRequest>,
+    review: Option<ReviewDecision>,
+    /// Carrier events in arrival order; `handled` of them are processed.
+    shipment_events: Vec<ShipmentEvent>,
+    handled: usize,
+    /// Set once the carrier booking starts: the address can no longer change.
+    booking_started: bool,
+    amendments: u32,
+    amendments_in_flight: u32,
+}
+
+/// How the order's path ended before closing it.
+enum End {
+    Completed(OrderOutcome),
+    Stopped(StopReason, String),
+}
+
+/// What has to be undone when the order stops.
+#[derive(Default)]
+struct Undo {
+    charged: bool,
+    booked: bool,
 }
 
 /// Database steps: idempotent, so retried until they succeed (an outage of
@@ -93,8 +137,9 @@ fn shipment() -> LocalActivityOptions {
         .build()
 }
 
-/// Refunds must eventually happen: unlimited attempts, on a detached token.
-fn refund() -> LocalActivityOptions {
+/// Compensations (refund, cancelled booking) must eventually happen: unlimited
+/// attempts, on a detached token.
+fn compensation() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(30))
         .retry_policy(
@@ -113,70 +158,266 @@ fn failure_message(err: &ActivityExecutionError) -> String {
     err.cause().map(|c| c.failure().message.clone()).unwrap_or_else(|| err.to_string())
 }
 
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
 #[workflow_methods]
 impl OrderWorkflow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: OrderInput) -> Self {
-        Self { order_id: input.order_id, status: OrderStatus::Pending }
+        Self {
+            input,
+            status: OrderStatus::Pending,
+            cancel: None,
+            review: None,
+            shipment_events: Vec::new(),
+            handled: 0,
+            booking_started: false,
+            amendments: 0,
+            amendments_in_flight: 0,
+        }
     }
 
     #[run(name = "OrderWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
-        let id = ctx.state(|s| s.order_id);
+        let id = ctx.state(|s| s.input.order_id);
+        let mut undo = Undo::default();
+        let end = Self::fulfil(ctx, id, &mut undo).await;
+        let (reason, detail, cancelled_by_temporal) = match end {
+            Ok(End::Completed(outcome)) => {
+                Self::drain_handlers(ctx).await;
+                return Ok(outcome);
+            }
+            Ok(End::Stopped(reason, detail)) => (reason, detail, false),
+            // Cancelled from the Temporal UI or CLI: compensate all the same.
+            Err(_) if ctx.cancellation_token().is_cancelled() => {
+                let why = ctx.cancellation_token().reason().unwrap_or_else(|| "cancelled in Temporal".into());
+                (StopReason::WorkflowCancelled, why, true)
+            }
+            Err(other) => return Err(other),
+        };
+        // Compensate in reverse order of the steps taken, on detached tokens.
+        if undo.booked {
+            ctx.execute_local_activity(OrderActivities::cancel_shipment, id, compensation()).await?;
+        }
+        if undo.charged || reason == StopReason::PaymentFailed || cancelled_by_temporal {
+            // The gateway may have captured before the failure (or the cancellation) reached us.
+            ctx.execute_local_activity(OrderActivities::refund_payment, id, compensation()).await?;
+        }
+        let close = CloseOrder { order_id: id, reason, detail };
+        ctx.execute_local_activity(OrderActivities::close_order, close, db_step()).await?;
+        ctx.state_mut(|s| s.status = reason.status());
+        Self::drain_handlers(ctx).await;
+        if cancelled_by_temporal {
+            return Err(WorkflowTermination::cancelled());
+        }
+        Ok(OrderOutcome { status: reason.status(), reason: Some(reason), tracking_number: None })
+    }
 
+    /// The forward path. Returns how it ended; compensation is the caller's.
+    async fn fulfil(ctx: &mut WorkflowContext<Self>, id: OrderId, undo: &mut Undo) -> WorkflowResult<End> {
         if let Reservation::OutOfStock { skus } =
             ctx.execute_local_activity(OrderActivities::reserve_inventory, id, db_step()).await?
         {
-            let detail = format!("out of stock: {}", skus.join(", "));
-            return Self::fail(ctx, id, FailureReason::OutOfStock, detail).await;
+            return Ok(End::Stopped(StopReason::OutOfStock, format!("out of stock: {}", skus.join(", "))));
         }
         ctx.state_mut(|s| s.status = OrderStatus::Reserved);
-
-        match ctx.execute_local_activity(OrderActivities::charge_payment, id, payment()).await {
-            Ok(Charge::Captured { .. }) => ctx.state_mut(|s| s.status = OrderStatus::Paid),
-            Ok(Charge::Declined { reason }) => {
-                return Self::fail(ctx, id, FailureReason::PaymentDeclined, format!("payment declined: {reason}"))
-                    .await;
-            }
-            Err(err) => {
-                // The gateway may have captured before the failure reached us: refund whatever it holds.
-                ctx.execute_local_activity(OrderActivities::refund_payment, id, refund()).await?;
-                return Self::fail(ctx, id, FailureReason::PaymentFailed, failure_message(&err)).await;
-            }
+        if let Some(end) = Self::cancel_requested(ctx) {
+            return Ok(end);
         }
 
-        match ctx.execute_local_activity(OrderActivities::book_shipment, id, shipment()).await {
-            Ok(shipped) => {
-                ctx.state_mut(|s| s.status = OrderStatus::Shipped);
-                Ok(OrderOutcome {
-                    status: OrderStatus::Shipped,
-                    reason: None,
-                    tracking_number: Some(shipped.tracking_number),
-                })
+        if let Some(secs) = ctx.state(|s| s.input.review_within_secs)
+            && let Some(end) = Self::await_review(ctx, id, secs).await?
+        {
+            return Ok(end);
+        }
+
+        match ctx.execute_local_activity(OrderActivities::charge_payment, id, payment()).await {
+            Ok(Charge::Captured { .. }) => {
+                undo.charged = true;
+                ctx.state_mut(|s| s.status = OrderStatus::Paid);
             }
-            Err(err) => {
-                ctx.execute_local_activity(OrderActivities::refund_payment, id, refund()).await?;
-                Self::fail(ctx, id, FailureReason::ShipmentFailed, failure_message(&err)).await
+            Ok(Charge::Declined { reason }) => {
+                return Ok(End::Stopped(StopReason::PaymentDeclined, format!("payment declined: {reason}")));
+            }
+            Err(ActivityExecutionError::Cancelled(_)) => return Err(WorkflowTermination::cancelled()),
+            Err(err) => return Ok(End::Stopped(StopReason::PaymentFailed, failure_message(&err))),
+        }
+        if let Some(end) = Self::cancel_requested(ctx) {
+            return Ok(end);
+        }
+
+        // Amendments accepted before this point finish first: the carrier gets the latest address.
+        ctx.state_mut(|s| s.booking_started = true);
+        ctx.wait_condition(|s: &Self| s.amendments_in_flight == 0).await?;
+        let shipped = match ctx.execute_local_activity(OrderActivities::book_shipment, id, shipment()).await {
+            Ok(shipped) => shipped,
+            Err(ActivityExecutionError::Cancelled(_)) => return Err(WorkflowTermination::cancelled()),
+            Err(err) => return Ok(End::Stopped(StopReason::ShipmentFailed, failure_message(&err))),
+        };
+        undo.booked = true;
+        ctx.state_mut(|s| s.status = OrderStatus::Shipped);
+        Self::await_delivery(ctx, id, shipped.tracking_number).await
+    }
+
+    /// Holds the order in `awaiting_review` until an admin decides, the order is
+    /// cancelled, or the deadline passes (a durable timer: it survives restarts).
+    async fn await_review(
+        ctx: &mut WorkflowContext<Self>,
+        id: OrderId,
+        within_secs: u64,
+    ) -> WorkflowResult<Option<End>> {
+        let detail = format!("total at or above the review threshold; decision due within {within_secs} s");
+        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail };
+        ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
+        ctx.state_mut(|s| s.status = OrderStatus::AwaitingReview);
+        let decided = select! {
+            r = ctx.wait_condition(|s: &Self| s.review.is_some() || s.cancel.is_some()).fuse() => { r?; true }
+            _ = ctx.timer(Duration::from_secs(within_secs)).fuse() => false,
+        };
+        if !decided {
+            return Ok(Some(End::Stopped(StopReason::ReviewTimeout, "no review decision before the deadline".into())));
+        }
+        if let Some(end) = Self::cancel_requested(ctx) {
+            return Ok(Some(end));
+        }
+        match ctx.state(|s| s.review.clone()) {
+            Some(ReviewDecision { approve: false, note }) => {
+                let detail = note.unwrap_or_else(|| "rejected in review".into());
+                Ok(Some(End::Stopped(StopReason::ReviewRejected, detail)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// After booking: follow the carrier until delivery, an overdue deadline, or
+    /// a cancellation that arrives before the carrier has the parcel.
+    async fn await_delivery(ctx: &mut WorkflowContext<Self>, id: OrderId, tracking: String) -> WorkflowResult<End> {
+        let completed =
+            |status| Ok(End::Completed(OrderOutcome { status, reason: None, tracking_number: Some(tracking.clone()) }));
+        let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
+        let mut deadline = std::pin::pin!(ctx.timer(within).fuse());
+        loop {
+            let woke = select! {
+                r = ctx.wait_condition(|s: &Self| {
+                    s.handled < s.shipment_events.len() || (s.cancel.is_some() && s.status == OrderStatus::Shipped)
+                }).fuse() => { r?; true }
+                _ = deadline => false,
+            };
+            if !woke {
+                let detail = format!("not delivered within {} s of shipping", within.as_secs());
+                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail };
+                ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
+                ctx.state_mut(|s| s.status = OrderStatus::DeliveryOverdue);
+                return completed(OrderStatus::DeliveryOverdue);
+            }
+            if let Some(end) = Self::cancel_requested(ctx) {
+                return Ok(end);
+            }
+            while let Some(ev) = ctx.state(|s| s.shipment_events.get(s.handled).cloned()) {
+                ctx.state_mut(|s| s.handled += 1);
+                let detail = ev.detail.clone().unwrap_or_default();
+                let to = match ev.event {
+                    ShipmentEventKind::Exception => {
+                        let e = CarrierException { order_id: id, at: ev.at.clone(), detail };
+                        ctx.execute_local_activity(OrderActivities::record_exception, e, db_step()).await?;
+                        continue;
+                    }
+                    ShipmentEventKind::InTransit => OrderStatus::InTransit,
+                    ShipmentEventKind::Delivered => OrderStatus::Delivered,
+                };
+                // Late or repeated events (in_transit after delivered) change nothing.
+                if ctx.state(|s| s.status) >= to {
+                    continue;
+                }
+                let advance = Advance { order_id: id, to, detail: format!("carrier at {}: {detail}", ev.at) };
+                ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
+                ctx.state_mut(|s| s.status = to);
+                if to == OrderStatus::Delivered {
+                    return completed(OrderStatus::Delivered);
+                }
             }
         }
     }
 
-    /// Releases the reservation and records the failure (one local activity).
-    async fn fail(
-        ctx: &mut WorkflowContext<Self>,
-        order_id: OrderId,
-        reason: FailureReason,
-        detail: String,
-    ) -> WorkflowResult<OrderOutcome> {
-        let input = FailOrder { order_id, reason, detail };
-        ctx.execute_local_activity(OrderActivities::fail_order, input, db_step()).await?;
-        ctx.state_mut(|s| s.status = OrderStatus::Failed);
-        Ok(OrderOutcome { status: OrderStatus::Failed, reason: Some(reason), tracking_number: None })
+    /// Lets running update handlers (a cancel waiting for the end, an amendment)
+    /// answer before the workflow closes; otherwise their callers get an error.
+    async fn drain_handlers(ctx: &mut WorkflowContext<Self>) {
+        let c = ctx.clone();
+        // Detached from workflow cancellation: this runs after compensation either way.
+        let opts = WaitConditionOptions::builder().cancellation_token(WorkflowCancellationToken::new()).build();
+        let _ = ctx.wait_condition_with_options(move |_| c.all_handlers_finished(), opts).await;
+    }
+
+    fn cancel_requested(ctx: &WorkflowContext<Self>) -> Option<End> {
+        ctx.state(|s| s.cancel.clone())
+            .map(|c| End::Stopped(StopReason::CancelRequested, format!("cancelled by {}: {}", c.by, c.reason)))
     }
 
     /// The status as the workflow sees it (Postgres has the same, plus the timeline).
     #[query]
     pub fn status(&self, _ctx: &WorkflowContextView) -> OrderStatus {
         self.status
+    }
+
+    /// An admin's decision on an order in review. Only the first decision counts.
+    #[signal(name = "review")]
+    pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
+        if self.review.is_none() {
+            self.review = Some(decision);
+        }
+    }
+
+    /// A carrier event; processed in arrival order by the main path.
+    #[signal(name = "shipment_event")]
+    pub fn shipment_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: ShipmentEvent) {
+        self.shipment_events.push(event);
+    }
+
+    #[update_validator(cancel)]
+    fn validate_cancel(&self, _ctx: &WorkflowContextView, _req: &CancelRequest) -> Result<(), HandlerError> {
+        if self.cancel.is_some() || self.status.can_cancel() {
+            Ok(())
+        } else {
+            Err(format!("the order is {} and can no longer be cancelled", self.status.as_str()).into())
+        }
+    }
+
+    /// Cancels the order and answers once compensation has run, with the final status.
+    #[update(name = "cancel")]
+    pub async fn cancel(ctx: &mut WorkflowContext<Self>, req: CancelRequest) -> Result<OrderStatus, HandlerError> {
+        ctx.state_mut(|s| {
+            if s.cancel.is_none() {
+                s.cancel = Some(req);
+            }
+        });
+        ctx.wait_condition(|s: &Self| s.status.is_terminal()).await?;
+        Ok(ctx.state(|s| s.status))
+    }
+
+    #[update_validator(amend_shipping_address)]
+    fn validate_amend(&self, _ctx: &WorkflowContextView, _address: &Address) -> Result<(), HandlerError> {
+        if self.booking_started || !self.status.can_amend_address() || self.cancel.is_some() {
+            Err(format!("the order is {} and its shipment is already booked", self.status.as_str()).into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Changes the address the carrier will receive; only before the shipment is booked.
+    #[update(name = "amend_shipping_address")]
+    pub async fn amend_shipping_address(ctx: &mut WorkflowContext<Self>, address: Address) -> Result<(), HandlerError> {
+        let (order_id, amendment) = ctx.state_mut(|s| {
+            s.amendments += 1;
+            s.amendments_in_flight += 1;
+            (s.input.order_id, s.amendments)
+        });
+        let input = AmendAddress { order_id, address, amendment };
+        let changed = ctx.execute_local_activity(OrderActivities::amend_address, input, db_step()).await;
+        ctx.state_mut(|s| s.amendments_in_flight -= 1);
+        match changed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the order can no longer be amended".into()),
+            Err(e) => Err(failure_message(&e).into()),
+        }
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use orders::activities::order::{Charge, FailOrder, Reservation};
+use orders::activities::order::{Charge, CloseOrder, Reservation};
 use orders::activities::payment_gateway::{ChargeRequest, ChargeResult, RefundRequest, RefundResult};
 use orders::activities::{OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway};
-use orders::domain::{FailureReason, OrderId};
+use orders::domain::{OrderId, StopReason};
 use serde_json::json;
 use temporalio_sdk::testing::ActivityEnvironment;
 
@@ -40,6 +40,7 @@ fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironm
             pool: app.pool.clone(),
             payments: gateway,
             carrier: Arc::new(SimulatedCarrier),
+            simulated_carrier_events: None,
         })
         .build()
 }
@@ -91,12 +92,12 @@ async fn failing_twice_releases_stock_and_notifies_once() {
     let (id, oid) = order(&app, &widgets(4)).await;
     env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
 
-    let fail = FailOrder { order_id: oid, reason: FailureReason::PaymentDeclined, detail: "test".into() };
-    env.run(OrderActivities::fail_order, fail.clone()).await.unwrap();
-    env.run(OrderActivities::fail_order, fail).await.unwrap();
+    let fail = CloseOrder { order_id: oid, reason: StopReason::PaymentDeclined, detail: "test".into() };
+    env.run(OrderActivities::close_order, fail.clone()).await.unwrap();
+    env.run(OrderActivities::close_order, fail).await.unwrap();
 
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
-    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE order_id = $1", &id).await, 1);
+    assert_eq!(app.notifications(&id).await, ["order.pending", "order.reserved", "order.failed"]);
     assert_eq!(app.count("SELECT count(*) FROM orders WHERE id = $1 AND status = 'failed'", &id).await, 1);
 }
 
@@ -147,8 +148,11 @@ async fn shipping_and_refunding_twice_do_each_once() {
     let a = env.run(OrderActivities::book_shipment, oid).await.unwrap();
     let b = env.run(OrderActivities::book_shipment, oid).await.unwrap();
     assert_eq!(a, b);
-    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 0));
-    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE order_id = $1", &id).await, 1);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 2), "reserved until the carrier has it");
+    assert_eq!(
+        app.count("SELECT count(*) FROM notifications WHERE order_id = $1 AND kind = 'order.shipped'", &id).await,
+        1
+    );
 
     env.run(OrderActivities::refund_payment, oid).await.unwrap();
     env.run(OrderActivities::refund_payment, oid).await.unwrap();

@@ -10,11 +10,13 @@ use orders::config::Settings;
 use orders::db::{self, catalog};
 use orders::http::Application;
 use orders::http::auth::{JwtKeys, Role};
+use orders::workflows::OrderWorkflow;
 use orders::{activities, telemetry, temporal, worker};
 use reqwest::{Response, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use temporalio_client::WorkflowFetchHistoryOptions;
 use temporalio_sdk::Runtime;
 use uuid::Uuid;
 
@@ -101,10 +103,16 @@ pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp
 }
 
 pub async fn spawn_app_with_worker() -> TestApp {
-    let mut app = spawn_app().await;
+    spawn_app_with_worker_and(&[]).await
+}
+
+pub async fn spawn_app_with_worker_and(extra: &[(&str, &str)]) -> TestApp {
+    let mut app = spawn_app_with(extra).await;
     app.start_worker();
     app
 }
+
+pub const TERMINAL: [&str; 4] = ["delivered", "delivery_overdue", "failed", "cancelled"];
 
 /// A worker on its own thread and runtime (`Worker::run` is not `Send`), with its own pool.
 struct TestWorker {
@@ -197,7 +205,7 @@ impl TestApp {
                 if last["status"] == status {
                     return last;
                 }
-                if last["status"] == "shipped" || last["status"] == "failed" {
+                if TERMINAL.contains(&last["status"].as_str().unwrap_or_default()) {
                     break;
                 }
             }
@@ -212,6 +220,27 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("inventory row")
+    }
+
+    /// The kinds of the order's notifications, oldest first.
+    pub async fn notifications(&self, id: &str) -> Vec<String> {
+        let id: Uuid = id.parse().expect("uuid");
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM notifications WHERE order_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .expect("notifications");
+        rows.into_iter().map(|(k,)| k).collect()
+    }
+
+    /// (kind, status) of the order's payments, charge first.
+    pub async fn payments(&self, id: &str) -> Vec<(String, String)> {
+        let id: Uuid = id.parse().expect("uuid");
+        sqlx::query_as("SELECT kind, status FROM payments WHERE order_id = $1 ORDER BY kind")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .expect("payments")
     }
 
     pub async fn count(&self, sql: &str, id: &str) -> i64 {
@@ -233,4 +262,33 @@ pub fn order_body(items: Value) -> Value {
 
 pub fn widgets(quantity: u32) -> Value {
     order_body(json!([{"sku": WIDGET.0, "quantity": quantity}]))
+}
+
+/// The statuses of an order's timeline, oldest first.
+pub fn timeline(order: &Value) -> Vec<&str> {
+    order["timeline"].as_array().expect("timeline").iter().map(|e| e["status"].as_str().expect("status")).collect()
+}
+
+/// Settings that make the simulated carrier report pickup and delivery quickly.
+pub const FAST_CARRIER: [(&str, &str); 2] =
+    [("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", "50ms"), ("ORDERS_SIM_CARRIER_DELIVERED_AFTER", "50ms")];
+
+/// With ORDERS_RECORD_HISTORIES=1, saves a history for `recorded_histories_still_replay`.
+/// Record again only when a change is meant to be incompatible (and is behind `ctx.patched`).
+pub fn record_history(name: &str, json: &[u8]) {
+    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
+        let path = format!("{}/tests/histories/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(&path, json).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
+
+pub async fn capture(app: &TestApp, id: &str, name: &str) {
+    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
+        let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+        // Waits for the end; a cancelled workflow ends in an error, which is fine here.
+        let _ = handle.get_result(Default::default()).await;
+        let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
+        record_history(name, &json);
+    }
 }

@@ -13,57 +13,34 @@ fn with_token(mut body: Value, token: &str) -> Value {
     body
 }
 
-async fn payments(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let id: uuid::Uuid = id.parse().unwrap();
-    sqlx::query_as("SELECT kind, status FROM payments WHERE order_id = $1 ORDER BY kind")
-        .bind(id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
-}
-
-async fn notifications(app: &TestApp, id: &str) -> Vec<String> {
-    let id: uuid::Uuid = id.parse().unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM notifications WHERE order_id = $1 ORDER BY id")
-        .bind(id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
-    rows.into_iter().map(|(k,)| k).collect()
-}
-
-/// With ORDERS_RECORD_HISTORIES=1, saves a history for `recorded_histories_still_replay`.
-/// Record again only when a change is meant to be incompatible (and is behind `ctx.patched`).
-fn record_history(name: &str, json: &[u8]) {
-    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
-        let path = format!("{}/tests/histories/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        std::fs::write(&path, json).unwrap_or_else(|e| panic!("{path}: {e}"));
-    }
-}
-
-async fn capture(app: &TestApp, id: &str, name: &str) {
-    if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
-        let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
-        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
-        handle.get_result(Default::default()).await.unwrap();
-        let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
-        record_history(name, &json);
-    }
-}
-
 /// Histories recorded from earlier versions of the workflow must replay on this one:
 /// a change that breaks them would break orders in flight during a deploy.
 #[tokio::test]
 async fn recorded_histories_still_replay() {
     let dir = format!("{}/tests/histories", env!("CARGO_MANIFEST_DIR"));
+    // Every path of the workflow has a recorded history (ORDERS_RECORD_HISTORIES=1 writes them).
+    let paths = [
+        "order-delivered",
+        "order-declined",
+        "order-out-of-stock",
+        "order-flaky-payment",
+        "order-shipment-failed",
+        "order-review-approved",
+        "order-review-rejected",
+        "order-review-timeout",
+        "order-cancelled-in-review",
+        "order-cancelled-after-booking",
+        "order-workflow-cancelled",
+        "order-carrier-events",
+        "order-delivery-overdue",
+        "order-address-amended",
+    ];
     let mut histories = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            histories.push(WorkflowHistory::from_json(&std::fs::read(&path).unwrap()).unwrap());
-        }
+    for name in paths {
+        let path = format!("{dir}/{name}.json");
+        let json = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        histories.push(WorkflowHistory::from_json(&json).unwrap());
     }
-    assert!(histories.len() >= 4, "expected recorded histories in {dir}");
     let replayer =
         WorkflowReplayer::new(WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap().build())
             .unwrap();
@@ -72,25 +49,22 @@ async fn recorded_histories_still_replay() {
     }
 }
 
-fn timeline(order: &Value) -> Vec<&str> {
-    order["timeline"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect()
-}
-
 #[tokio::test]
-async fn a_paid_order_ships_and_its_history_replays() {
-    let app = spawn_app_with_worker().await;
+async fn a_paid_order_is_delivered_and_its_history_replays() {
+    let app = spawn_app_with_worker_and(&FAST_CARRIER).await;
     let token = app.customer("alice");
     let id = app.place_order(&token, &widgets(3)).await;
 
-    let order = app.wait_for_status(&token, &id, "shipped").await;
+    let order = app.wait_for_status(&token, &id, "delivered").await;
 
-    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped"]);
+    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped", "in_transit", "delivered"]);
     assert!(order["shipment"]["tracking_number"].as_str().unwrap().starts_with("SIM"));
     assert_eq!(order["payment"]["status"], "succeeded");
     assert_eq!(order["payment"]["amount"], order["total"]);
-    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 3, 0), "shipped units leave stock and reservation");
-    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "succeeded".to_owned())]);
-    assert_eq!(notifications(&app, &id).await, ["order_confirmed"]);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 3, 0), "delivered units leave stock and reservation");
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    let expected: Vec<String> = timeline(&order).iter().map(|s| format!("order.{s}")).collect();
+    assert_eq!(app.notifications(&id).await, expected, "one notification per timeline event");
     assert_eq!(
         app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'consumed'", &id).await,
         1
@@ -102,7 +76,7 @@ async fn a_paid_order_ships_and_its_history_replays() {
     let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
     assert_eq!(outcome.tracking_number.as_deref(), order["shipment"]["tracking_number"].as_str());
     let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
-    record_history("order-shipped", &json);
+    record_history("order-delivered", &json);
     let history = WorkflowHistory::from_json(&json).unwrap();
     let replayer =
         WorkflowReplayer::new(WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap().build())
@@ -122,8 +96,8 @@ async fn a_declined_card_fails_the_order_and_releases_the_stock() {
     assert_eq!(timeline(&order), ["pending", "reserved", "failed"]);
     assert_eq!(order["payment"]["status"], "declined");
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
-    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "declined".to_owned())], "nothing to refund");
-    assert_eq!(notifications(&app, &id).await, ["order_failed"]);
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "declined".to_owned())], "nothing to refund");
+    assert_eq!(app.notifications(&id).await.last().map(String::as_str), Some("order.failed"));
     assert_eq!(
         app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'held'", &id).await,
         0
@@ -145,20 +119,20 @@ async fn an_order_beyond_stock_fails_out_of_stock_and_reserves_nothing() {
     assert!(order["timeline"][1]["detail"].as_str().unwrap().contains(GADGET.0));
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
     assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
-    assert!(payments(&app, &id).await.is_empty(), "no charge attempted");
+    assert!(app.payments(&id).await.is_empty(), "no charge attempted");
     assert_eq!(app.count("SELECT count(*) FROM inventory_reservations WHERE order_id = $1", &id).await, 0);
     capture(&app, &id, "order-out-of-stock").await;
 }
 
 #[tokio::test]
 async fn a_flaky_gateway_is_retried_and_charges_once() {
-    let app = spawn_app_with_worker().await;
+    let app = spawn_app_with_worker_and(&FAST_CARRIER).await;
     let token = app.customer("alice");
     let id = app.place_order(&token, &with_token(widgets(1), "tok_flaky")).await;
 
-    let order = app.wait_for_status(&token, &id, "shipped").await;
+    let order = app.wait_for_status(&token, &id, "delivered").await;
 
-    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
     assert_eq!(order["payment"]["status"], "succeeded");
     capture(&app, &id, "order-flaky-payment").await;
 }
@@ -173,7 +147,7 @@ async fn a_refused_payment_fails_without_a_refund() {
 
     assert_eq!(order["reason"], "payment_failed");
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
-    assert_eq!(payments(&app, &id).await, [("charge".to_owned(), "failed".to_owned())], "no refund recorded");
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "failed".to_owned())], "no refund recorded");
 }
 
 #[tokio::test]
@@ -190,11 +164,11 @@ async fn a_shipment_that_cannot_be_booked_refunds_and_releases() {
     assert_eq!(timeline(&order), ["pending", "reserved", "paid", "failed"]);
     assert_eq!(order["payment"]["status"], "refunded");
     assert_eq!(
-        payments(&app, &id).await,
+        app.payments(&id).await,
         [("charge".to_owned(), "succeeded".to_owned()), ("refund".to_owned(), "succeeded".to_owned())]
     );
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
-    assert_eq!(notifications(&app, &id).await, ["order_failed"]);
+    assert_eq!(app.notifications(&id).await.last().map(String::as_str), Some("order.failed"));
     capture(&app, &id, "order-shipment-failed").await;
 }
 

@@ -1,5 +1,6 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
+pub mod actions;
 pub mod list;
 pub mod request;
 
@@ -9,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -61,7 +63,7 @@ pub async fn create(
 
     match orders::insert(&state.pool, &priced).await? {
         Recorded::Created { created_at } => {
-            start_workflow(&state, priced.id).await;
+            start_workflow(&state, priced.id, priced.totals.total).await;
             let view = OrderView::accepted(&priced, created_at);
             let location = HeaderValue::from_str(&format!("/orders/{}", priced.id))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -74,8 +76,8 @@ pub async fn create(
                 return Err(ApiError::IdempotencyKeyReused);
             }
             // The first request may have died between recording and starting.
-            start_workflow(&state, id).await;
             let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+            start_workflow(&state, id, view.total).await;
             Ok((StatusCode::OK, [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))], Json(view)).into_response())
         }
     }
@@ -83,10 +85,11 @@ pub async fn create(
 
 /// Starts the order's workflow. A failure is logged, not returned: the order is
 /// recorded, and the recovery loop (`app::recover_unstarted`) starts it later.
-async fn start_workflow(state: &AppState, id: OrderId) {
+async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
     let attempt = async {
         let client = state.temporal().await.map_err(|e| e.to_string())?;
-        temporal::start_order(client, &state.settings.task_queue, id).await.map_err(|e| e.to_string())
+        let input = temporal::order_input(&state.settings, id, total);
+        temporal::start_order(client, &state.settings, input).await.map_err(|e| e.to_string())
     };
     // Bounded, so an unreachable Temporal delays the answer by at most this much.
     let started = match tokio::time::timeout(START_TIMEOUT, attempt).await {
@@ -161,7 +164,7 @@ async fn price(
             name: product.name.clone(),
             quantity: line.quantity,
             unit_price: product.unit_price,
-            line_total: product.unit_price * rust_decimal::Decimal::from(line.quantity.get()),
+            line_total: product.unit_price * Decimal::from(line.quantity.get()),
         });
     }
     if !errors.is_empty() {

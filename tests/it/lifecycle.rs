@@ -1,0 +1,269 @@
+//! Acting on running orders: manual review, cancellation at each stage, carrier
+//! events and deadlines, address amendments, and cancellation from Temporal.
+//! Each test asserts the end state: status and timeline, stock, money, notifications.
+
+use orders::http::auth::Role;
+use orders::workflows::OrderWorkflow;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use temporalio_client::WorkflowCancelOptions;
+
+use crate::support::*;
+
+/// Orders of 5 gadgets (247.50) or more are reviewed; 1 widget (19.99) is not.
+const REVIEW_FROM_100: (&str, &str) = ("ORDERS_REVIEW_THRESHOLD", "100.00");
+
+fn gadgets(n: u32) -> Value {
+    order_body(json!([{"sku": GADGET.0, "quantity": n}]))
+}
+
+impl TestApp {
+    async fn act(&self, token: &str, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn cancel(&self, token: &str, id: &str) -> (StatusCode, Value) {
+        self.act(token, reqwest::Method::POST, &format!("/orders/{id}/cancel"), json!({"reason": "changed my mind"}))
+            .await
+    }
+
+    async fn review(&self, id: &str, decision: &str) -> (StatusCode, Value) {
+        let admin = self.token("ops", Role::Admin);
+        let body = json!({"decision": decision, "note": "checked by ops"});
+        self.act(&admin, reqwest::Method::POST, &format!("/orders/{id}/review"), body).await
+    }
+
+    async fn carrier_event(&self, id: &str, event: &str, at: &str) -> (StatusCode, Value) {
+        let carrier = self.token("ups", Role::Carrier);
+        let body = json!({"event": event, "at": at, "detail": format!("{event} reported")});
+        self.act(&carrier, reqwest::Method::POST, &format!("/orders/{id}/shipment-events"), body).await
+    }
+}
+
+#[tokio::test]
+async fn a_large_order_waits_for_review_and_continues_when_approved() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100, FAST_CARRIER[0], FAST_CARRIER[1]]).await;
+    let token = app.customer("alice");
+    let small = app.place_order(&token, &widgets(1)).await;
+    let large = app.place_order(&token, &gadgets(3)).await;
+
+    app.wait_for_status(&token, &large, "awaiting_review").await;
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3 - 3, 3), "held during review");
+    assert!(app.payments(&large).await.is_empty(), "not charged before the decision");
+    app.wait_for_status(&token, &small, "delivered").await;
+
+    let (status, _) = app.review(&large, "approve").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let order = app.wait_for_status(&token, &large, "delivered").await;
+    assert_eq!(
+        timeline(&order),
+        ["pending", "reserved", "awaiting_review", "paid", "shipped", "in_transit", "delivered"]
+    );
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3 - 3, 0));
+    capture(&app, &large, "order-review-approved").await;
+
+    // A decision on an order that is not in review is refused.
+    let (status, _) = app.review(&large, "approve").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_rejected_review_cancels_and_releases_without_charging() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(3)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+
+    // Only admins decide.
+    let (status, _) =
+        app.act(&token, reqwest::Method::POST, &format!("/orders/{id}/review"), json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.review(&id, "maybe").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.review(&id, "reject").await;
+
+    let order = app.wait_for_status(&token, &id, "cancelled").await;
+    assert_eq!(order["reason"], "review_rejected");
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    assert!(app.payments(&id).await.is_empty());
+    assert_eq!(app.notifications(&id).await.last().map(String::as_str), Some("order.cancelled"));
+    capture(&app, &id, "order-review-rejected").await;
+}
+
+#[tokio::test]
+async fn no_decision_before_the_deadline_cancels_with_review_timeout() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100, ("ORDERS_REVIEW_DEADLINE", "1s")]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(3)).await;
+
+    let order = app.wait_for_status(&token, &id, "cancelled").await;
+
+    assert_eq!(order["reason"], "review_timeout");
+    assert_eq!(timeline(&order), ["pending", "reserved", "awaiting_review", "cancelled"]);
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    capture(&app, &id, "order-review-timeout").await;
+}
+
+#[tokio::test]
+async fn cancelling_during_review_answers_with_the_cancelled_order() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+
+    // Another customer cannot even see it.
+    let (status, _) = app.cancel(&app.customer("mallory"), &id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        app.act(&token, reqwest::Method::POST, &format!("/orders/{id}/cancel"), json!({"reason": ""})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, order) = app.cancel(&token, &id).await;
+
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["status"], "cancelled", "the answer comes after compensation");
+    assert_eq!(order["reason"], "cancel_requested");
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    assert!(app.payments(&id).await.is_empty());
+    // Cancelling again is not an error.
+    let (status, again) = app.cancel(&token, &id).await;
+    assert_eq!((status, &again["status"]), (StatusCode::OK, &json!("cancelled")));
+    capture(&app, &id, "order-cancelled-in-review").await;
+}
+
+#[tokio::test]
+async fn cancelling_a_booked_shipment_refunds_releases_and_cancels_the_booking() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(2)).await;
+    app.wait_for_status(&token, &id, "shipped").await;
+
+    let (status, order) = app.cancel(&app.token("ops", Role::Admin), &id).await;
+
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["payment"]["status"], "refunded");
+    assert!(order["shipment"]["cancelled_at"].is_string(), "{order:#}");
+    assert_eq!(
+        app.payments(&id).await,
+        [("charge".to_owned(), "succeeded".to_owned()), ("refund".to_owned(), "succeeded".to_owned())]
+    );
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    capture(&app, &id, "order-cancelled-after-booking").await;
+}
+
+#[tokio::test]
+async fn carrier_events_drive_the_order_to_delivered_and_late_ones_change_nothing() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(2)).await;
+    app.wait_for_status(&token, &id, "shipped").await;
+
+    assert_eq!(app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await.0, StatusCode::ACCEPTED);
+    let order = app.wait_for_status(&token, &id, "in_transit").await;
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 0), "the carrier has it: stock consumed");
+    // Once the carrier has it, it cannot be cancelled.
+    let (status, problem) = app.cancel(&token, &id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(order["status"], "in_transit");
+
+    app.carrier_event(&id, "exception", "2026-11-25T11:00:00Z").await;
+    app.carrier_event(&id, "exception", "2026-11-25T11:00:00Z").await; // a duplicate
+    app.carrier_event(&id, "delivered", "2026-11-25T12:00:00Z").await;
+    let order = app.wait_for_status(&token, &id, "delivered").await;
+    let (status, _) = app.carrier_event(&id, "in_transit", "2026-11-25T13:00:00Z").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "late events are accepted");
+
+    let order_now: Value = app.get_order(&token, &id).await.json().await.unwrap();
+    assert_eq!(order_now["status"], "delivered");
+    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped", "in_transit", "exception", "delivered"]);
+    assert_eq!(app.notifications(&id).await.iter().filter(|k| *k == "order.exception").count(), 1);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 0));
+    let (status, _) = app.cancel(&token, &id).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    capture(&app, &id, "order-carrier-events").await;
+}
+
+#[tokio::test]
+async fn carrier_events_are_checked() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+
+    assert_eq!(app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await.0, StatusCode::CONFLICT);
+    let (status, p) = app.carrier_event(&id, "teleported", "yesterday").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let body = json!({"event": "delivered", "at": "2026-11-25T10:00:00Z"});
+    let (status, _) = app.act(&token, reqwest::Method::POST, &format!("/orders/{id}/shipment-events"), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "customers are not carriers");
+}
+
+#[tokio::test]
+async fn no_delivery_before_the_deadline_ends_delivery_overdue() {
+    let app = spawn_app_with_worker_and(&[("ORDERS_DELIVERY_DEADLINE", "1s")]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(1)).await;
+
+    let order = app.wait_for_status(&token, &id, "delivery_overdue").await;
+
+    assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped", "delivery_overdue"]);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 1, 0));
+    assert_eq!(app.notifications(&id).await.last().map(String::as_str), Some("order.delivery_overdue"));
+    capture(&app, &id, "order-delivery-overdue").await;
+}
+
+#[tokio::test]
+async fn the_carrier_gets_the_amended_address() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+    let path = format!("/orders/{id}/shipping-address");
+
+    let bad = json!({"street": "1 Main St", "city": "Springfield", "state": "IL", "zip_code": "x", "country": "US"});
+    let (status, p) = app.act(&token, reqwest::Method::PATCH, &path, bad).await;
+    assert_eq!((status, &p["errors"][0]["pointer"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("/zip_code")));
+    // ZIP 00000 is one the simulated carrier does not serve: if it gets the new
+    // address, the booking fails (and is compensated).
+    let unserved =
+        json!({"street": "9 Far Rd", "city": "Nowhere", "state": "NV", "zip_code": "00000", "country": "US"});
+    let (status, order) = app.act(&token, reqwest::Method::PATCH, &path, unserved.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(order["shipping_address"]["zip_code"], "00000");
+    app.review(&id, "approve").await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+    assert_eq!(order["reason"], "shipment_failed");
+    assert_eq!(order["payment"]["status"], "refunded");
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    let (status, _) = app.act(&token, reqwest::Method::PATCH, &path, unserved).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    capture(&app, &id, "order-address-amended").await;
+}
+
+#[tokio::test]
+async fn cancelling_the_workflow_in_temporal_still_restores_stock() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+
+    let order = app.wait_for_status(&token, &id, "cancelled").await;
+    assert_eq!(order["reason"], "workflow_cancelled");
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
+    assert!(handle.get_result(Default::default()).await.is_err(), "the workflow itself ends cancelled");
+    capture(&app, &id, "order-workflow-cancelled").await;
+}
