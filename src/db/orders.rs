@@ -14,11 +14,15 @@ use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
 
+/// The LISTEN/NOTIFY channel announcing new timeline events; the payload is the order id.
+pub const EVENTS_CHANNEL: &str = "order_events";
+
 /// What happened when an order was recorded.
 #[derive(Debug)]
 pub enum Recorded {
     Created {
         created_at: DateTime<Utc>,
+        first_event_id: i64,
     },
     /// The customer already used this idempotency key; `request_hash` is the hash of that first request.
     Existing {
@@ -82,9 +86,9 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
         .execute(&mut *tx)
         .await?;
     }
-    record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?;
+    let first_event_id = record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?.unwrap_or(0);
     tx.commit().await?;
-    Ok(Recorded::Created { created_at })
+    Ok(Recorded::Created { created_at, first_event_id })
 }
 
 /// Appends a timeline event and, in the same transaction, its notification to
@@ -95,23 +99,24 @@ pub async fn record_event(
     status: &str,
     key: &str,
     detail: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let added = sqlx::query(
-        "INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+) -> Result<Option<i64>, sqlx::Error> {
+    let added: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(id.0)
     .bind(status)
     .bind(key)
     .bind(detail)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if added {
+    .fetch_optional(&mut *conn)
+    .await?;
+    if added.is_some() {
         let payload = serde_json::json!({"order_id": id, "status": status, "detail": detail});
-        notifications::enqueue(conn, id, &format!("order.{status}"), key, &payload).await?;
+        notifications::enqueue(&mut *conn, id, &format!("order.{status}"), key, &payload).await?;
+        // Wakes live-event subscribers on every API replica, at commit.
+        sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(id.to_string()).execute(conn).await?;
     }
-    Ok(added)
+    Ok(added.map(|(event_id,)| event_id))
 }
 
 /// Moves an order to `status` and appends the timeline event, unless it is
@@ -272,6 +277,8 @@ pub struct ShipmentView {
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct EventView {
+    /// Increasing; the SSE event id (`Last-Event-ID` resumes after it).
+    pub id: i64,
     pub status: String,
     pub detail: Option<String>,
     pub at: DateTime<Utc>,
@@ -279,7 +286,7 @@ pub struct EventView {
 
 impl OrderView {
     /// The view of an order just recorded, built without reading it back.
-    pub fn accepted(order: &PricedOrder, created_at: DateTime<Utc>) -> OrderView {
+    pub fn accepted(order: &PricedOrder, created_at: DateTime<Utc>, first_event_id: i64) -> OrderView {
         let o = &order.order;
         OrderView {
             id: order.id.0,
@@ -313,7 +320,12 @@ impl OrderView {
             },
             shipment: None,
             notes: o.notes.clone(),
-            timeline: vec![EventView { status: "pending".into(), detail: Some(ACCEPTED.into()), at: created_at }],
+            timeline: vec![EventView {
+                id: first_event_id,
+                status: "pending".into(),
+                detail: Some(ACCEPTED.into()),
+                at: created_at,
+            }],
             created_at,
             updated_at: created_at,
         }
@@ -377,7 +389,7 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         .bind(id.0)
         .fetch_optional(pool),
         sqlx::query_as::<_, EventView>(
-            "SELECT status, detail, at FROM order_events WHERE order_id = $1 ORDER BY at, id"
+            "SELECT id, status, detail, at FROM order_events WHERE order_id = $1 ORDER BY id"
         )
         .bind(id.0)
         .fetch_all(pool),
@@ -470,4 +482,13 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
     }
     q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
     q.build_query_as().fetch_all(pool).await
+}
+
+/// Timeline events of an order after `after_id`, oldest first.
+pub async fn events_after(pool: &PgPool, id: OrderId, after_id: i64) -> Result<Vec<EventView>, sqlx::Error> {
+    sqlx::query_as("SELECT id, status, detail, at FROM order_events WHERE order_id = $1 AND id > $2 ORDER BY id")
+        .bind(id.0)
+        .bind(after_id)
+        .fetch_all(pool)
+        .await
 }

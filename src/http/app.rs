@@ -36,6 +36,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let recovery = tokio::spawn(recover_unstarted(self.state.clone()));
+        let events = tokio::spawn(self.state.events.clone().run(self.state.pool.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, super::router(self.state)).with_graceful_shutdown(async move {
             shutdown.await;
@@ -58,6 +59,7 @@ impl Application {
             }
         };
         recovery.abort();
+        events.abort();
         result
     }
 }

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders", post(orders::create).get(orders::list::list))
         .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/events", get(orders::events::stream))
         .route("/orders/{id}/cancel", post(orders::actions::cancel))
         .route("/orders/{id}/shipping-address", patch(orders::actions::amend_address))
         .route("/orders/{id}/review", post(orders::actions::review))

@@ -10,7 +10,7 @@ use super::{error, health, orders, products};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
-    paths(orders::create, orders::list::list, orders::get, orders::actions::cancel, orders::actions::amend_address,
+    paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::actions::cancel, orders::actions::amend_address,
         orders::actions::review, orders::actions::shipment_event, products::list, health::healthz, health::readyz),
     components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
     modifiers(&BearerAuth),

@@ -7,6 +7,7 @@ use temporalio_client::Client;
 use tokio::sync::OnceCell;
 
 use super::auth::JwtKeys;
+use super::orders::events::EventHub;
 use crate::config::Settings;
 use crate::temporal::{self, TemporalError};
 
@@ -15,6 +16,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub pool: PgPool,
     pub jwt: JwtKeys,
+    pub events: EventHub,
     /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
     temporal: Arc<OnceCell<Client>>,
 }
@@ -22,7 +24,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Self {
         let jwt = JwtKeys::new(&settings.jwt_secret);
-        Self { settings, pool, jwt, temporal: Arc::new(OnceCell::new()) }
+        Self { settings, pool, jwt, events: EventHub::new(), temporal: Arc::new(OnceCell::new()) }
     }
 
     pub async fn temporal(&self) -> Result<&Client, TemporalError> {

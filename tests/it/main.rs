@@ -5,6 +5,7 @@
 mod activities;
 mod api;
 mod e2e;
+mod events;
 mod lifecycle;
 mod listing;
 mod support;

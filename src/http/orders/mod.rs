@@ -1,6 +1,7 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
 pub mod actions;
+pub mod events;
 pub mod list;
 pub mod request;
 
@@ -62,9 +63,9 @@ pub async fn create(
     tracing::Span::current().record("order_id", tracing::field::display(priced.id));
 
     match orders::insert(&state.pool, &priced).await? {
-        Recorded::Created { created_at } => {
+        Recorded::Created { created_at, first_event_id } => {
             start_workflow(&state, priced.id, priced.totals.total).await;
-            let view = OrderView::accepted(&priced, created_at);
+            let view = OrderView::accepted(&priced, created_at, first_event_id);
             let location = HeaderValue::from_str(&format!("/orders/{}", priced.id))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
