@@ -109,17 +109,27 @@ CREATE TABLE shipments (
     cancelled_at     TIMESTAMPTZ
 );
 
--- Outbox: one row per timeline event, written in the same transaction as the event;
--- a dispatcher delivers `pending` rows. `event_key` is the event's key.
+-- Outbox: one row per timeline event, written in the same transaction as the event.
+-- The order's workflow delivers it on each channel (notification_deliveries).
+-- `event_key` is the event's key; the row id is the event id receivers de-duplicate on.
 CREATE TABLE notifications (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id    UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     kind        TEXT NOT NULL,
     event_key   TEXT NOT NULL,
     payload     JSONB NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at     TIMESTAMPTZ,
     UNIQUE (order_id, event_key)
 );
-CREATE INDEX notifications_pending_idx ON notifications (created_at) WHERE status = 'pending';
+
+-- One row per notification and channel once a delivery was attempted; a
+-- notification without a `delivered` row for a channel is still due there.
+CREATE TABLE notification_deliveries (
+    notification_id  BIGINT NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
+    channel          TEXT NOT NULL CHECK (channel IN ('webhook', 'email')),
+    status           TEXT NOT NULL CHECK (status IN ('delivered', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 1,
+    last_error       TEXT,
+    updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (notification_id, channel)
+);

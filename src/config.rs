@@ -72,6 +72,8 @@ pub struct Settings {
     pub delivery_deadline: Duration,
     /// Simulated carrier only: report in_transit and delivered after these delays.
     pub simulated_carrier_events: Option<(Duration, Duration)>,
+    /// Storefront webhook URL and signing secret; unset means notifications are only logged.
+    pub webhook: Option<(String, Secret)>,
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -212,7 +214,27 @@ impl Settings {
                 });
             }
         };
+        let webhook = match env.get("ORDERS_WEBHOOK_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError {
+                        var: "ORDERS_WEBHOOK_URL",
+                        message: "must be an http:// or https:// URL".into(),
+                    });
+                }
+                let secret = env.required("ORDERS_WEBHOOK_SECRET")?;
+                if secret.len() < 32 {
+                    return Err(ConfigError {
+                        var: "ORDERS_WEBHOOK_SECRET",
+                        message: "must be at least 32 bytes".into(),
+                    });
+                }
+                Some((url, Secret::new(secret)))
+            }
+        };
         Ok(Settings {
+            webhook,
             database_url: Secret::new(database_url),
             db_max_connections,
             temporal_address: env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| "127.0.0.1:7233".into()),

@@ -3,10 +3,12 @@
 //! earlier attempt recorded before doing anything.
 
 pub mod carrier;
+pub mod notifier;
 pub mod order;
 pub mod payment_gateway;
 
 pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier, SimulatedCarrierEvents};
+pub use notifier::{Channel, LogNotifier, Notifier, WebhookNotifier};
 pub use order::OrderActivities;
 pub use payment_gateway::{HttpPaymentGateway, PaymentGateway, SimulatedPaymentGateway};
 
@@ -51,6 +53,7 @@ impl From<reqwest::Error> for PartyError {
 /// Builds the activities with the integrations chosen by configuration.
 pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderActivities, reqwest::Error> {
     let http = reqwest::Client::builder().timeout(settings.http_client_timeout).build()?;
+    let http_for_webhooks = http.clone();
     let payments: Arc<dyn PaymentGateway> = match &settings.payment_gateway {
         Integration::Simulated => Arc::new(SimulatedPaymentGateway::default()),
         Integration::Http { base_url } => Arc::new(HttpPaymentGateway::new(http.clone(), base_url.clone())),
@@ -65,5 +68,11 @@ pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderAct
         }
         _ => None,
     };
-    Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events })
+    let webhook: Arc<dyn Notifier> = match &settings.webhook {
+        Some((url, secret)) => Arc::new(WebhookNotifier::new(http_for_webhooks, url.clone(), secret.clone())),
+        None => Arc::new(LogNotifier(Channel::Webhook)),
+    };
+    // Email is simulated until customers have addresses (user onboarding) and SMTP is configured.
+    let email: Arc<dyn Notifier> = Arc::new(LogNotifier(Channel::Email));
+    Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events, webhook, email })
 }

@@ -17,8 +17,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::PartyError;
 use super::carrier::{Carrier, ShipmentRequest, SimulatedCarrierEvents};
+use super::notifier::{Channel, Notifier};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
-use crate::db::{inventory, orders, payments, shipments};
+use crate::db::{inventory, notifications, orders, payments, shipments};
 use crate::domain::{Address, OrderId, OrderStatus, StopReason};
 
 pub struct OrderActivities {
@@ -27,6 +28,8 @@ pub struct OrderActivities {
     pub carrier: Arc<dyn Carrier>,
     /// Dev stacks only: the simulated carrier reports pickup and delivery by itself.
     pub simulated_carrier_events: Option<SimulatedCarrierEvents>,
+    pub webhook: Arc<dyn Notifier>,
+    pub email: Arc<dyn Notifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,12 @@ pub struct CarrierException {
     /// The carrier's event time, as sent (also the de-duplication key).
     pub at: String,
     pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deliver {
+    pub order_id: OrderId,
+    pub channel: Channel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +310,36 @@ impl OrderActivities {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Delivers the order's due notifications on one channel, oldest first, and
+    /// returns how many went out. A failure is recorded and retried with backoff
+    /// (the whole batch again: delivered ones are skipped, so none goes twice).
+    #[activity(name = "DeliverNotifications")]
+    #[tracing::instrument(skip_all, fields(order_id = %d.order_id, channel = d.channel.as_str(), activity = "DeliverNotifications"))]
+    pub async fn deliver_notifications(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        d: Deliver,
+    ) -> Result<u32, ActivityError> {
+        let notifier = match d.channel {
+            Channel::Webhook => &self.webhook,
+            Channel::Email => &self.email,
+        };
+        let mut delivered = 0;
+        for n in notifications::undelivered(&self.pool, d.order_id, d.channel).await? {
+            match notifier.deliver(&n).await {
+                Ok(()) => {
+                    notifications::record_delivery(&self.pool, n.id, d.channel, None).await?;
+                    delivered += 1;
+                }
+                Err(e) => {
+                    notifications::record_delivery(&self.pool, n.id, d.channel, Some(&e.to_string())).await?;
+                    return Err(party("NotificationFailed", e));
+                }
+            }
+        }
+        Ok(delivered)
     }
 
     /// The last compensation and the end record, in one transaction: releases held

@@ -3,9 +3,10 @@
 //! change that rolled back; UNIQUE (order_id, event_key) makes a retried step write it once.
 
 use serde::Serialize;
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 
+use crate::activities::notifier::{Channel, Notification};
 use crate::domain::OrderId;
 
 pub async fn enqueue(
@@ -23,6 +24,40 @@ pub async fn enqueue(
     .bind(event_key)
     .bind(Json(payload))
     .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The order's notifications not yet delivered on `channel`, oldest first.
+pub async fn undelivered(pool: &PgPool, id: OrderId, channel: Channel) -> Result<Vec<Notification>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT n.id, n.kind, n.order_id, n.created_at, n.payload FROM notifications n \
+         WHERE n.order_id = $1 AND NOT EXISTS (SELECT 1 FROM notification_deliveries d \
+           WHERE d.notification_id = n.id AND d.channel = $2 AND d.status = 'delivered') ORDER BY n.id",
+    )
+    .bind(id.0)
+    .bind(channel.as_str())
+    .fetch_all(pool)
+    .await
+}
+
+/// Records an attempt's outcome; `error` None means delivered.
+pub async fn record_delivery(
+    pool: &PgPool,
+    notification_id: i64,
+    channel: Channel,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO notification_deliveries (notification_id, channel, status, last_error) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (notification_id, channel) DO UPDATE SET status = EXCLUDED.status, \
+           last_error = EXCLUDED.last_error, attempts = notification_deliveries.attempts + 1, updated_at = now()",
+    )
+    .bind(notification_id)
+    .bind(channel.as_str())
+    .bind(if error.is_none() { "delivered" } else { "failed" })
+    .bind(error)
+    .execute(pool)
     .await?;
     Ok(())
 }

@@ -20,14 +20,15 @@ use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::select;
+use temporalio_sdk::workflows::{join, select};
 use temporalio_sdk::{
     LocalActivityOptions, SyncWorkflowContext, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext,
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::activities::OrderActivities;
-use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Reservation};
+use crate::activities::notifier::Channel;
+use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Deliver, Reservation};
 use crate::domain::{Address, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind, StopReason};
 
 /// The workflow input: the id plus the policy decided when the order was accepted.
@@ -75,6 +76,35 @@ pub struct OrderWorkflow {
     booking_started: bool,
     amendments: u32,
     amendments_in_flight: u32,
+    /// Timeline events recorded so far (the pending one included); wakes delivery.
+    changes: u32,
+    /// The order's path is over (delivery may still be running).
+    closed: bool,
+    deliveries: DeliveryReport,
+}
+
+/// Outcome of notification delivery, per channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub webhook: ChannelReport,
+    pub email: ChannelReport,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelReport {
+    pub delivered: u32,
+    /// Batches that still failed after all retries (recorded per notification in Postgres).
+    pub failed_batches: u32,
+}
+
+impl DeliveryReport {
+    fn record(&mut self, r: &Result<u32, ActivityExecutionError>, channel: impl Fn(&mut Self) -> &mut ChannelReport) {
+        let c = channel(self);
+        match r {
+            Ok(n) => c.delivered += n,
+            Err(_) => c.failed_batches += 1,
+        }
+    }
 }
 
 /// How the order's path ended before closing it.
@@ -153,6 +183,23 @@ fn compensation() -> LocalActivityOptions {
         .build()
 }
 
+/// Notification delivery: a storefront that is down is retried with backoff for a day.
+fn delivery() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(60))
+        .schedule_to_close_timeout(Duration::from_secs(24 * 3600))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(600))
+                .maximum_attempts(0)
+                .build(),
+        )
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
 /// The message of the failure that ended the activity (the cause, not the wrapper).
 fn failure_message(err: &ActivityExecutionError) -> String {
     err.cause().map(|c| c.failure().message.clone()).unwrap_or_else(|| err.to_string())
@@ -174,19 +221,34 @@ impl OrderWorkflow {
             booking_started: false,
             amendments: 0,
             amendments_in_flight: 0,
+            changes: 1,
+            closed: false,
+            deliveries: DeliveryReport::default(),
         }
     }
 
     #[run(name = "OrderWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
+        // The order's path and the delivery of its notifications run side by side:
+        // a storefront that is down delays its webhooks, never the order.
+        let c: &WorkflowContext<Self> = ctx;
+        let (outcome, ()) = join!(Self::process(c), Self::deliver(c));
+        Self::drain_handlers(ctx).await;
+        outcome
+    }
+
+    async fn process(ctx: &WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
+        let outcome = Self::process_and_compensate(ctx).await;
+        ctx.state_mut(|s| s.closed = true);
+        outcome
+    }
+
+    async fn process_and_compensate(ctx: &WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
         let id = ctx.state(|s| s.input.order_id);
         let mut undo = Undo::default();
         let end = Self::fulfil(ctx, id, &mut undo).await;
         let (reason, detail, cancelled_by_temporal) = match end {
-            Ok(End::Completed(outcome)) => {
-                Self::drain_handlers(ctx).await;
-                return Ok(outcome);
-            }
+            Ok(End::Completed(outcome)) => return Ok(outcome),
             Ok(End::Stopped(reason, detail)) => (reason, detail, false),
             // Cancelled from the Temporal UI or CLI: compensate all the same.
             Err(_) if ctx.cancellation_token().is_cancelled() => {
@@ -205,22 +267,54 @@ impl OrderWorkflow {
         }
         let close = CloseOrder { order_id: id, reason, detail };
         ctx.execute_local_activity(OrderActivities::close_order, close, db_step()).await?;
-        ctx.state_mut(|s| s.status = reason.status());
-        Self::drain_handlers(ctx).await;
+        Self::set_status(ctx, reason.status());
         if cancelled_by_temporal {
             return Err(WorkflowTermination::cancelled());
         }
         Ok(OrderOutcome { status: reason.status(), reason: Some(reason), tracking_number: None })
     }
 
+    /// Delivers the outbox after every change, webhook and email concurrently,
+    /// until the order is closed and everything due has gone out (or failed for good).
+    async fn deliver(ctx: &WorkflowContext<Self>) {
+        let order_id = ctx.state(|s| s.input.order_id);
+        let mut seen = 0;
+        loop {
+            // Detached: notifications of a cancelled workflow's compensation still go out.
+            let opts = WaitConditionOptions::builder().cancellation_token(WorkflowCancellationToken::new()).build();
+            let _ = ctx.wait_condition_with_options(move |s: &Self| s.changes > seen || s.closed, opts).await;
+            let (changes, closed) = ctx.state(|s| (s.changes, s.closed));
+            if changes == seen && closed {
+                return;
+            }
+            seen = changes;
+            let (webhook, email) = join!(
+                ctx.execute_local_activity(
+                    OrderActivities::deliver_notifications,
+                    Deliver { order_id, channel: Channel::Webhook },
+                    delivery()
+                ),
+                ctx.execute_local_activity(
+                    OrderActivities::deliver_notifications,
+                    Deliver { order_id, channel: Channel::Email },
+                    delivery()
+                ),
+            );
+            ctx.state_mut(|s| {
+                s.deliveries.record(&webhook, |r| &mut r.webhook);
+                s.deliveries.record(&email, |r| &mut r.email);
+            });
+        }
+    }
+
     /// The forward path. Returns how it ended; compensation is the caller's.
-    async fn fulfil(ctx: &mut WorkflowContext<Self>, id: OrderId, undo: &mut Undo) -> WorkflowResult<End> {
+    async fn fulfil(ctx: &WorkflowContext<Self>, id: OrderId, undo: &mut Undo) -> WorkflowResult<End> {
         if let Reservation::OutOfStock { skus } =
             ctx.execute_local_activity(OrderActivities::reserve_inventory, id, db_step()).await?
         {
             return Ok(End::Stopped(StopReason::OutOfStock, format!("out of stock: {}", skus.join(", "))));
         }
-        ctx.state_mut(|s| s.status = OrderStatus::Reserved);
+        Self::set_status(ctx, OrderStatus::Reserved);
         if let Some(end) = Self::cancel_requested(ctx) {
             return Ok(end);
         }
@@ -234,7 +328,7 @@ impl OrderWorkflow {
         match ctx.execute_local_activity(OrderActivities::charge_payment, id, payment()).await {
             Ok(Charge::Captured { .. }) => {
                 undo.charged = true;
-                ctx.state_mut(|s| s.status = OrderStatus::Paid);
+                Self::set_status(ctx, OrderStatus::Paid);
             }
             Ok(Charge::Declined { reason }) => {
                 return Ok(End::Stopped(StopReason::PaymentDeclined, format!("payment declined: {reason}")));
@@ -255,21 +349,17 @@ impl OrderWorkflow {
             Err(err) => return Ok(End::Stopped(StopReason::ShipmentFailed, failure_message(&err))),
         };
         undo.booked = true;
-        ctx.state_mut(|s| s.status = OrderStatus::Shipped);
+        Self::set_status(ctx, OrderStatus::Shipped);
         Self::await_delivery(ctx, id, shipped.tracking_number).await
     }
 
     /// Holds the order in `awaiting_review` until an admin decides, the order is
     /// cancelled, or the deadline passes (a durable timer: it survives restarts).
-    async fn await_review(
-        ctx: &mut WorkflowContext<Self>,
-        id: OrderId,
-        within_secs: u64,
-    ) -> WorkflowResult<Option<End>> {
+    async fn await_review(ctx: &WorkflowContext<Self>, id: OrderId, within_secs: u64) -> WorkflowResult<Option<End>> {
         let detail = format!("total at or above the review threshold; decision due within {within_secs} s");
         let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail };
         ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-        ctx.state_mut(|s| s.status = OrderStatus::AwaitingReview);
+        Self::set_status(ctx, OrderStatus::AwaitingReview);
         let decided = select! {
             r = ctx.wait_condition(|s: &Self| s.review.is_some() || s.cancel.is_some()).fuse() => { r?; true }
             _ = ctx.timer(Duration::from_secs(within_secs)).fuse() => false,
@@ -291,7 +381,7 @@ impl OrderWorkflow {
 
     /// After booking: follow the carrier until delivery, an overdue deadline, or
     /// a cancellation that arrives before the carrier has the parcel.
-    async fn await_delivery(ctx: &mut WorkflowContext<Self>, id: OrderId, tracking: String) -> WorkflowResult<End> {
+    async fn await_delivery(ctx: &WorkflowContext<Self>, id: OrderId, tracking: String) -> WorkflowResult<End> {
         let completed =
             |status| Ok(End::Completed(OrderOutcome { status, reason: None, tracking_number: Some(tracking.clone()) }));
         let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
@@ -307,7 +397,7 @@ impl OrderWorkflow {
                 let detail = format!("not delivered within {} s of shipping", within.as_secs());
                 let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail };
                 ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-                ctx.state_mut(|s| s.status = OrderStatus::DeliveryOverdue);
+                Self::set_status(ctx, OrderStatus::DeliveryOverdue);
                 return completed(OrderStatus::DeliveryOverdue);
             }
             if let Some(end) = Self::cancel_requested(ctx) {
@@ -320,6 +410,7 @@ impl OrderWorkflow {
                     ShipmentEventKind::Exception => {
                         let e = CarrierException { order_id: id, at: ev.at.clone(), detail };
                         ctx.execute_local_activity(OrderActivities::record_exception, e, db_step()).await?;
+                        ctx.state_mut(|s| s.changes += 1);
                         continue;
                     }
                     ShipmentEventKind::InTransit => OrderStatus::InTransit,
@@ -331,7 +422,7 @@ impl OrderWorkflow {
                 }
                 let advance = Advance { order_id: id, to, detail: format!("carrier at {}: {detail}", ev.at) };
                 ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-                ctx.state_mut(|s| s.status = to);
+                Self::set_status(ctx, to);
                 if to == OrderStatus::Delivered {
                     return completed(OrderStatus::Delivered);
                 }
@@ -341,11 +432,19 @@ impl OrderWorkflow {
 
     /// Lets running update handlers (a cancel waiting for the end, an amendment)
     /// answer before the workflow closes; otherwise their callers get an error.
-    async fn drain_handlers(ctx: &mut WorkflowContext<Self>) {
+    async fn drain_handlers(ctx: &WorkflowContext<Self>) {
         let c = ctx.clone();
         // Detached from workflow cancellation: this runs after compensation either way.
         let opts = WaitConditionOptions::builder().cancellation_token(WorkflowCancellationToken::new()).build();
         let _ = ctx.wait_condition_with_options(move |_| c.all_handlers_finished(), opts).await;
+    }
+
+    /// Every recorded change wakes the notification delivery.
+    fn set_status(ctx: &WorkflowContext<Self>, status: OrderStatus) {
+        ctx.state_mut(|s| {
+            s.status = status;
+            s.changes += 1;
+        });
     }
 
     fn cancel_requested(ctx: &WorkflowContext<Self>) -> Option<End> {
@@ -357,6 +456,12 @@ impl OrderWorkflow {
     #[query]
     pub fn status(&self, _ctx: &WorkflowContextView) -> OrderStatus {
         self.status
+    }
+
+    /// How notification delivery went, per channel.
+    #[query]
+    pub fn deliveries(&self, _ctx: &WorkflowContextView) -> DeliveryReport {
+        self.deliveries.clone()
     }
 
     /// An admin's decision on an order in review. Only the first decision counts.
@@ -413,7 +518,10 @@ impl OrderWorkflow {
         });
         let input = AmendAddress { order_id, address, amendment };
         let changed = ctx.execute_local_activity(OrderActivities::amend_address, input, db_step()).await;
-        ctx.state_mut(|s| s.amendments_in_flight -= 1);
+        ctx.state_mut(|s| {
+            s.amendments_in_flight -= 1;
+            s.changes += 1;
+        });
         match changed {
             Ok(true) => Ok(()),
             Ok(false) => Err("the order can no longer be amended".into()),

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use orders::activities::order::{Charge, CloseOrder, Reservation};
 use orders::activities::payment_gateway::{ChargeRequest, ChargeResult, RefundRequest, RefundResult};
-use orders::activities::{OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway};
+use orders::activities::{
+    Channel, LogNotifier, OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway,
+};
 use orders::domain::{OrderId, StopReason};
 use serde_json::json;
 use temporalio_sdk::testing::ActivityEnvironment;
@@ -41,6 +43,8 @@ fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironm
             payments: gateway,
             carrier: Arc::new(SimulatedCarrier),
             simulated_carrier_events: None,
+            webhook: Arc::new(LogNotifier(Channel::Webhook)),
+            email: Arc::new(LogNotifier(Channel::Email)),
         })
         .build()
 }

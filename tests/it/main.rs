@@ -9,4 +9,5 @@ mod events;
 mod lifecycle;
 mod listing;
 mod support;
+mod webhooks;
 mod workflow;
