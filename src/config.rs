@@ -70,6 +70,8 @@ pub struct Settings {
     pub review_deadline: Duration,
     /// An order not delivered this long after shipping ends `delivery_overdue`.
     pub delivery_deadline: Duration,
+    /// A new account not verified within this is `expired`.
+    pub verification_deadline: Duration,
     /// Simulated carrier only: report in_transit and delivered after these delays.
     pub simulated_carrier_events: Option<(Duration, Duration)>,
     /// Storefront webhook URL and signing secret; unset means notifications are only logged.
@@ -253,6 +255,7 @@ impl Settings {
             review_threshold: env.money("ORDERS_REVIEW_THRESHOLD", Decimal::new(100000, 2))?,
             review_deadline: env.duration("ORDERS_REVIEW_DEADLINE", Duration::from_secs(24 * 3600))?,
             delivery_deadline: env.duration("ORDERS_DELIVERY_DEADLINE", Duration::from_secs(14 * 24 * 3600))?,
+            verification_deadline: env.duration("ORDERS_VERIFICATION_DEADLINE", Duration::from_secs(72 * 3600))?,
             simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
                 None => None,
                 Some(_) => Some((

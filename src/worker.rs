@@ -1,4 +1,4 @@
-//! The worker process: one task queue, `OrderWorkflow` and its activities,
+//! The worker process: one task queue, `OrderWorkflow`, `UserOnboardingWorkflow` and their activities,
 //! concurrency bounded so activities never wait on the database pool.
 
 use std::time::Duration;
@@ -8,8 +8,9 @@ use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::OrderActivities;
+use crate::activities::users::UserActivities;
 use crate::config::Settings;
-use crate::workflows::OrderWorkflow;
+use crate::workflows::{OrderWorkflow, UserOnboardingWorkflow};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the worker: {0}")]
@@ -33,6 +34,9 @@ pub fn build(
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<OrderWorkflow>()
         .map_err(|e| WorkerError(e.to_string()))?
+        .register_workflow::<UserOnboardingWorkflow>()
+        .map_err(|e| WorkerError(e.to_string()))?
+        .register_activities(UserActivities { pool: activities.pool.clone() })
         .register_activities(activities)
         .tuner(tuner)
         .max_cached_workflows(w.max_cached_workflows)

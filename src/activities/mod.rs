@@ -6,6 +6,7 @@ pub mod carrier;
 pub mod notifier;
 pub mod order;
 pub mod payment_gateway;
+pub mod users;
 
 pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier, SimulatedCarrierEvents};
 pub use notifier::{Channel, LogNotifier, Notifier, WebhookNotifier};

@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod shipments;
+pub mod users;
 
 use std::time::Duration;
 

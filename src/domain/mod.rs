@@ -6,6 +6,7 @@ pub mod order;
 pub mod pricing;
 pub mod shipment;
 pub mod status;
+pub mod user;
 pub mod validation;
 
 pub use address::Address;
@@ -13,4 +14,5 @@ pub use order::{NewOrder, OrderId, OrderLineRequest, PaymentMethod, PricedLine, 
 pub use pricing::{Pricing, Totals};
 pub use shipment::{ReviewDecision, ShipmentEvent, ShipmentEventKind};
 pub use status::{OrderStatus, StopReason};
+pub use user::UserStatus;
 pub use validation::{FieldError, FieldErrors};

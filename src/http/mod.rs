@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod state;
+pub mod users;
 
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/review", post(orders::actions::review))
         .route("/orders/{id}/shipment-events", post(orders::actions::shipment_event))
         .route("/products", get(products::list))
+        .route("/users", post(users::create))
+        .route("/users/{id}", get(users::get))
+        .route("/users/{id}/verify", post(users::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(openapi::routes())

@@ -5,16 +5,16 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::state::AppState;
-use super::{error, health, orders, products};
+use super::{error, health, orders, products, users};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
     paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::actions::cancel, orders::actions::amend_address,
-        orders::actions::review, orders::actions::shipment_event, products::list, health::healthz, health::readyz),
+        orders::actions::review, orders::actions::shipment_event, products::list, users::create, users::verify, users::get, health::healthz, health::readyz),
     components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "orders"), (name = "catalog"), (name = "health"))
+    tags((name = "orders"), (name = "catalog"), (name = "users"), (name = "health"))
 )]
 pub struct ApiDoc;
 

@@ -2,5 +2,7 @@
 //! hash-map iteration. Workflows depend on `domain` and on activity signatures.
 
 pub mod order;
+pub mod user_onboarding;
 
 pub use order::{OrderInput, OrderOutcome, OrderWorkflow};
+pub use user_onboarding::{OnboardingInput, UserOnboardingWorkflow, VerifyOutcome};

@@ -9,5 +9,6 @@ mod events;
 mod lifecycle;
 mod listing;
 mod support;
+mod users;
 mod webhooks;
 mod workflow;

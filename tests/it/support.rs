@@ -283,9 +283,14 @@ pub fn record_history(name: &str, json: &[u8]) {
 }
 
 pub async fn capture(app: &TestApp, id: &str, name: &str) {
+    capture_workflow(app, &format!("order-{id}"), name).await
+}
+
+pub async fn capture_workflow(app: &TestApp, workflow_id: &str, name: &str) {
     if std::env::var_os("ORDERS_RECORD_HISTORIES").is_some() {
         let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
-        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+        // Only the history is wanted; the workflow type parameter does not matter for fetching it.
+        let handle = client.get_workflow_handle::<OrderWorkflow>(workflow_id.to_owned());
         // Waits for the end; a cancelled workflow ends in an error, which is fine here.
         let _ = handle.get_result(Default::default()).await;
         let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();

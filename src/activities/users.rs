@@ -1,0 +1,92 @@
+//! Activities of `UserOnboardingWorkflow`. The code is random, so it is made
+//! here (activities may be non-deterministic; their results are recorded) and
+//! only its hash is stored; the email carrying it goes through the outbox.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use uuid::Uuid;
+
+use crate::db::users;
+use crate::domain::UserStatus;
+use crate::domain::user::MAX_CODE_ATTEMPTS;
+
+pub struct UserActivities {
+    pub pool: PgPool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeCheck {
+    pub user_id: Uuid,
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeResult {
+    pub matched: bool,
+    pub attempts_left: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishOnboarding {
+    pub user_id: Uuid,
+    pub status: UserStatus,
+}
+
+pub fn code_hash(user_id: Uuid, code: &str) -> String {
+    // Salted with the user id, so equal codes of two users hash differently.
+    hex::encode(Sha256::digest(format!("{user_id}:{}", code.trim()).as_bytes()))
+}
+
+#[activities]
+impl UserActivities {
+    /// Makes a six-digit code, stores its hash and queues the email with it.
+    #[activity(name = "SendVerificationCode")]
+    #[tracing::instrument(skip_all, fields(user_id = %user_id, activity = "SendVerificationCode"))]
+    pub async fn send_verification(
+        self: std::sync::Arc<Self>,
+        _ctx: ActivityContext,
+        user_id: Uuid,
+    ) -> Result<(), ActivityError> {
+        let random = Uuid::new_v4();
+        let bytes = random.as_bytes();
+        let n = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 1_000_000;
+        let code = format!("{n:06}");
+        users::start_verification(&self.pool, user_id, &code_hash(user_id, &code), &code).await?;
+        Ok(())
+    }
+
+    /// Checks a code, counting a wrong one; locks the account at the last allowed attempt.
+    #[activity(name = "CheckVerificationCode")]
+    #[tracing::instrument(skip_all, fields(user_id = %c.user_id, activity = "CheckVerificationCode"))]
+    pub async fn check_code(
+        self: std::sync::Arc<Self>,
+        _ctx: ActivityContext,
+        c: CodeCheck,
+    ) -> Result<CodeResult, ActivityError> {
+        let (matched, failed) = users::check_code(&self.pool, c.user_id, &code_hash(c.user_id, &c.code)).await?;
+        let attempts_left = MAX_CODE_ATTEMPTS.saturating_sub(failed);
+        if !matched && attempts_left == 0 {
+            users::finish(&self.pool, c.user_id, UserStatus::Locked, Some("account_locked")).await?;
+        }
+        Ok(CodeResult { matched, attempts_left })
+    }
+
+    /// Activates (with a welcome email) or expires the account.
+    #[activity(name = "FinishOnboarding")]
+    #[tracing::instrument(skip_all, fields(user_id = %f.user_id, activity = "FinishOnboarding"))]
+    pub async fn finish(
+        self: std::sync::Arc<Self>,
+        _ctx: ActivityContext,
+        f: FinishOnboarding,
+    ) -> Result<(), ActivityError> {
+        let notify = match f.status {
+            UserStatus::Active => Some("welcome"),
+            _ => None,
+        };
+        users::finish(&self.pool, f.user_id, f.status, notify).await?;
+        Ok(())
+    }
+}

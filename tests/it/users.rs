@@ -1,0 +1,149 @@
+//! Account onboarding: a code by email, verified within the deadline, five tries.
+
+use orders::http::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+impl TestApp {
+    async fn create_user(&self, email: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/users", self.address))
+            .json(&json!({"email": email, "name": "Ada Lovelace"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+
+    async fn verify(&self, id: &str, code: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/users/{id}/verify", self.address))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+
+    /// The code in the verification email (the outbox row), once the workflow has sent it.
+    async fn emailed_code(&self, id: &str) -> String {
+        let id: uuid::Uuid = id.parse().unwrap();
+        for _ in 0..200 {
+            let row: Option<(Value,)> = sqlx::query_as(
+                "SELECT payload FROM user_notifications WHERE user_id = $1 AND kind = 'verification_code'",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap();
+            if let Some((payload,)) = row {
+                return payload["code"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no verification email for {id}");
+    }
+
+    async fn user_status(&self, id: &str) -> String {
+        let id: uuid::Uuid = id.parse().unwrap();
+        let (s,): (String,) =
+            sqlx::query_as("SELECT status FROM users WHERE id = $1").bind(id).fetch_one(&self.pool).await.unwrap();
+        s
+    }
+}
+
+#[tokio::test]
+async fn the_emailed_code_activates_the_account() {
+    let app = spawn_app_with_worker().await;
+    let (status, user) = app.create_user("ada@example.com").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(user["status"], "pending_verification");
+    let id = user["id"].as_str().unwrap().to_owned();
+
+    let code = app.emailed_code(&id).await;
+    let (status, user) = app.verify(&id, &code).await;
+
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["status"], "active");
+    let welcome =
+        app.count("SELECT count(*) FROM user_notifications WHERE user_id = $1 AND kind = 'welcome'", &id).await;
+    assert_eq!(welcome, 1);
+    let (status, _) = app.verify(&id, &code).await;
+    assert_eq!(status, StatusCode::CONFLICT, "verification is over");
+
+    // The user reads their own account with a token whose subject is their id; others cannot.
+    let me = app.http.get(format!("{}/users/{id}", app.address)).bearer_auth(app.customer(&id)).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let other =
+        app.http.get(format!("{}/users/{id}", app.address)).bearer_auth(app.customer("bob")).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let admin = app
+        .http
+        .get(format!("{}/users/{id}", app.address))
+        .bearer_auth(app.token("ops", Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), StatusCode::OK);
+    capture_workflow(&app, &format!("user-{id}"), "user-verified").await;
+}
+
+#[tokio::test]
+async fn emails_are_unique_whatever_their_case_and_input_is_checked() {
+    let app = spawn_app_with_worker().await;
+    assert_eq!(app.create_user("ada@example.com").await.0, StatusCode::CREATED);
+    assert_eq!(app.create_user("ADA@Example.com").await.0, StatusCode::CONFLICT);
+    let resp = app.http.post(format!("{}/users", app.address)).json(&json!({"email": "nope"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = resp.json().await.unwrap();
+    let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/email", "/name"]);
+}
+
+#[tokio::test]
+async fn the_fifth_wrong_code_locks_the_account() {
+    let app = spawn_app_with_worker().await;
+    let (_, user) = app.create_user("eve@example.com").await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let code = app.emailed_code(&id).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    for left in (1..=4).rev() {
+        let (status, p) = app.verify(&id, wrong).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p["errors"][0]["message"], format!("wrong code; {left} attempts left"));
+    }
+    let (status, p) = app.verify(&id, wrong).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["errors"][0]["message"], "wrong code; the account is now locked");
+    assert_eq!(app.user_status(&id).await, "locked");
+    let (status, _) = app.verify(&id, &code).await;
+    assert_eq!(status, StatusCode::CONFLICT, "even the right code is refused now");
+    let (status, _) = app.verify(&id, "12").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    capture_workflow(&app, &format!("user-{id}"), "user-locked").await;
+}
+
+#[tokio::test]
+async fn an_account_not_verified_in_time_expires() {
+    let app = spawn_app_with_worker_and(&[("ORDERS_VERIFICATION_DEADLINE", "1s")]).await;
+    let (_, user) = app.create_user("late@example.com").await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let code = app.emailed_code(&id).await;
+
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = app.user_status(&id).await;
+        if status != "pending_verification" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "expired");
+    assert_eq!(app.verify(&id, &code).await.0, StatusCode::CONFLICT);
+    capture_workflow(&app, &format!("user-{id}"), "user-expired").await;
+}
