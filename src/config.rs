@@ -76,6 +76,8 @@ pub struct Settings {
     pub simulated_carrier_events: Option<(Duration, Duration)>,
     /// Storefront webhook URL and signing secret; unset means notifications are only logged.
     pub webhook: Option<(String, Secret)>,
+    /// SMTP URL (it may carry credentials) and the From address; unset means emails are only logged.
+    pub smtp: Option<(Secret, String)>,
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -235,8 +237,17 @@ impl Settings {
                 Some((url, Secret::new(secret)))
             }
         };
+        let smtp = env.get("ORDERS_SMTP_URL").map(|url| {
+            (Secret::new(url), env.get("ORDERS_EMAIL_FROM").unwrap_or_else(|| "orders <orders@localhost>".into()))
+        });
+        if let Some((url, _)) = &smtp
+            && !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"))
+        {
+            return Err(ConfigError { var: "ORDERS_SMTP_URL", message: "must be an smtp:// or smtps:// URL".into() });
+        }
         Ok(Settings {
             webhook,
+            smtp,
             database_url: Secret::new(database_url),
             db_max_connections,
             temporal_address: env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| "127.0.0.1:7233".into()),

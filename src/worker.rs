@@ -24,6 +24,7 @@ pub fn build(
     settings: &Settings,
     activities: OrderActivities,
 ) -> Result<Worker, WorkerError> {
+    let mailer = crate::activities::mailer(settings).map_err(|e| WorkerError(e.to_string()))?;
     let w = &settings.worker;
     let tuner = TunerHolder::builder()
         .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_workflow_tasks))
@@ -36,7 +37,7 @@ pub fn build(
         .map_err(|e| WorkerError(e.to_string()))?
         .register_workflow::<UserOnboardingWorkflow>()
         .map_err(|e| WorkerError(e.to_string()))?
-        .register_activities(UserActivities { pool: activities.pool.clone() })
+        .register_activities(UserActivities { pool: activities.pool.clone(), mailer: mailer.clone() })
         .register_activities(activities)
         .tuner(tuner)
         .max_cached_workflows(w.max_cached_workflows)

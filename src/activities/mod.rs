@@ -3,6 +3,7 @@
 //! earlier attempt recorded before doing anything.
 
 pub mod carrier;
+pub mod mailer;
 pub mod notifier;
 pub mod order;
 pub mod payment_gateway;
@@ -51,8 +52,24 @@ impl From<reqwest::Error> for PartyError {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("ORDERS_SMTP_URL / ORDERS_EMAIL_FROM: {0}")]
+    Smtp(String),
+}
+
+/// The SMTP mailer, when one is configured.
+pub fn mailer(settings: &Settings) -> Result<Option<Arc<mailer::SmtpMailer>>, SetupError> {
+    match &settings.smtp {
+        Some((url, from)) => Ok(Some(Arc::new(mailer::SmtpMailer::new(url.expose(), from).map_err(SetupError::Smtp)?))),
+        None => Ok(None),
+    }
+}
+
 /// Builds the activities with the integrations chosen by configuration.
-pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderActivities, reqwest::Error> {
+pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderActivities, SetupError> {
     let http = reqwest::Client::builder().timeout(settings.http_client_timeout).build()?;
     let http_for_webhooks = http.clone();
     let payments: Arc<dyn PaymentGateway> = match &settings.payment_gateway {
@@ -73,7 +90,9 @@ pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderAct
         Some((url, secret)) => Arc::new(WebhookNotifier::new(http_for_webhooks, url.clone(), secret.clone())),
         None => Arc::new(LogNotifier(Channel::Webhook)),
     };
-    // Email is simulated until customers have addresses (user onboarding) and SMTP is configured.
-    let email: Arc<dyn Notifier> = Arc::new(LogNotifier(Channel::Email));
+    let email: Arc<dyn Notifier> = match mailer(settings)? {
+        Some(mailer) => Arc::new(mailer::EmailNotifier { mailer, pool: pool.clone() }),
+        None => Arc::new(LogNotifier(Channel::Email)),
+    };
     Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events, webhook, email })
 }

@@ -9,12 +9,33 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use super::PartyError;
+use super::mailer::SmtpMailer;
 use crate::db::users;
 use crate::domain::UserStatus;
 use crate::domain::user::MAX_CODE_ATTEMPTS;
 
 pub struct UserActivities {
     pub pool: PgPool,
+    /// Sends the account emails when SMTP is configured; otherwise they stay in the outbox only.
+    pub mailer: Option<Arc<SmtpMailer>>,
+}
+
+impl UserActivities {
+    async fn email(&self, user_id: Uuid, subject: &str, body: String) -> Result<(), ActivityError> {
+        let Some(mailer) = &self.mailer else { return Ok(()) };
+        let Some(user) = users::find(&self.pool, user_id).await? else { return Ok(()) };
+        match mailer.send(&user.email, subject, body).await {
+            Ok(()) => Ok(()),
+            Err(PartyError::Permanent(m)) => {
+                tracing::warn!(%user_id, error = %m, "account email refused");
+                Ok(())
+            }
+            Err(PartyError::Transient(m)) => Err(ActivityError::from(anyhow::anyhow!(m))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,27 +66,20 @@ impl UserActivities {
     /// Makes a six-digit code, stores its hash and queues the email with it.
     #[activity(name = "SendVerificationCode")]
     #[tracing::instrument(skip_all, fields(user_id = %user_id, activity = "SendVerificationCode"))]
-    pub async fn send_verification(
-        self: std::sync::Arc<Self>,
-        _ctx: ActivityContext,
-        user_id: Uuid,
-    ) -> Result<(), ActivityError> {
+    pub async fn send_verification(self: Arc<Self>, _ctx: ActivityContext, user_id: Uuid) -> Result<(), ActivityError> {
         let random = Uuid::new_v4();
         let bytes = random.as_bytes();
         let n = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 1_000_000;
-        let code = format!("{n:06}");
-        users::start_verification(&self.pool, user_id, &code_hash(user_id, &code), &code).await?;
-        Ok(())
+        let fresh = format!("{n:06}");
+        // A retry resends the code already stored, never a second one.
+        let code = users::start_verification(&self.pool, user_id, &code_hash(user_id, &fresh), &fresh).await?;
+        self.email(user_id, "Your verification code", format!("Your code: {code}\n")).await
     }
 
     /// Checks a code, counting a wrong one; locks the account at the last allowed attempt.
     #[activity(name = "CheckVerificationCode")]
     #[tracing::instrument(skip_all, fields(user_id = %c.user_id, activity = "CheckVerificationCode"))]
-    pub async fn check_code(
-        self: std::sync::Arc<Self>,
-        _ctx: ActivityContext,
-        c: CodeCheck,
-    ) -> Result<CodeResult, ActivityError> {
+    pub async fn check_code(self: Arc<Self>, _ctx: ActivityContext, c: CodeCheck) -> Result<CodeResult, ActivityError> {
         let (matched, failed) = users::check_code(&self.pool, c.user_id, &code_hash(c.user_id, &c.code)).await?;
         let attempts_left = MAX_CODE_ATTEMPTS.saturating_sub(failed);
         if !matched && attempts_left == 0 {
@@ -77,16 +91,15 @@ impl UserActivities {
     /// Activates (with a welcome email) or expires the account.
     #[activity(name = "FinishOnboarding")]
     #[tracing::instrument(skip_all, fields(user_id = %f.user_id, activity = "FinishOnboarding"))]
-    pub async fn finish(
-        self: std::sync::Arc<Self>,
-        _ctx: ActivityContext,
-        f: FinishOnboarding,
-    ) -> Result<(), ActivityError> {
+    pub async fn finish(self: Arc<Self>, _ctx: ActivityContext, f: FinishOnboarding) -> Result<(), ActivityError> {
         let notify = match f.status {
             UserStatus::Active => Some("welcome"),
             _ => None,
         };
         users::finish(&self.pool, f.user_id, f.status, notify).await?;
+        if notify.is_some() {
+            self.email(f.user_id, "Welcome", "Your account is active.\n".into()).await?;
+        }
         Ok(())
     }
 }

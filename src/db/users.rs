@@ -67,8 +67,9 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Err
     Ok(row.map(UserView::from))
 }
 
-/// Stores a new code's hash and queues the email carrying the code, once per account.
-pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: &str) -> Result<(), sqlx::Error> {
+/// Stores a new code's hash and queues the email carrying the code, once per
+/// account; returns the code of record (an earlier attempt's, if there was one).
+pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: &str) -> Result<String, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let queued = sqlx::query(
         "INSERT INTO user_notifications (user_id, kind, payload) VALUES ($1, 'verification_code', $2) \
@@ -87,7 +88,13 @@ pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: 
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    let (payload,): (Json<serde_json::Value>,) =
+        sqlx::query_as("SELECT payload FROM user_notifications WHERE user_id = $1 AND kind = 'verification_code'")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(payload.0["code"].as_str().unwrap_or(code).to_owned())
 }
 
 /// Compares a code with the stored hash; counts a wrong one. Returns (matched, failed attempts so far).

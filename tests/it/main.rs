@@ -5,6 +5,7 @@
 mod activities;
 mod api;
 mod e2e;
+mod email;
 mod events;
 mod lifecycle;
 mod listing;
