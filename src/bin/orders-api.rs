@@ -22,6 +22,11 @@ enum Command {
     Serve,
     /// Apply the database migrations, then exit.
     Migrate,
+    /// Write the OpenAPI document (default openapi/openapi.json; `-` for stdout).
+    Openapi {
+        #[arg(long, default_value = "openapi/openapi.json")]
+        out: String,
+    },
     /// Print a signed JWT for trying the API (uses ORDERS_JWT_SECRET).
     Token {
         #[arg(long)]
@@ -45,6 +50,14 @@ async fn main() -> anyhow::Result<()> {
             let Some(role) = Role::parse(&role) else { bail!("--role must be customer, admin or carrier") };
             let ttl: Duration = humantime::parse_duration(&ttl).context("--ttl must be a duration like 1h")?;
             println!("{}", JwtKeys::new(&Secret::new(secret)).issue(&sub, role, ttl)?);
+        }
+        Command::Openapi { out } => {
+            let doc = orders::http::openapi::document()?;
+            if out == "-" {
+                println!("{doc}");
+            } else {
+                std::fs::write(&out, doc + "\n").with_context(|| format!("writing {out}"))?;
+            }
         }
         Command::Migrate => {
             let settings = Settings::from_env()?;

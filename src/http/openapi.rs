@@ -33,3 +33,8 @@ impl Modify for BearerAuth {
 pub fn routes() -> axum::Router<AppState> {
     SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()).into()
 }
+
+/// The document as committed in `openapi/openapi.json` (pretty JSON).
+pub fn document() -> Result<String, serde_json::Error> {
+    ApiDoc::openapi().to_pretty_json()
+}

@@ -4,6 +4,7 @@
 
 mod activities;
 mod api;
+mod contract;
 mod e2e;
 mod email;
 mod events;
