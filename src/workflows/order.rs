@@ -250,7 +250,12 @@ impl OrderWorkflow {
         let (reason, detail, cancelled_by_temporal) = match end {
             Ok(End::Completed(outcome)) => return Ok(outcome),
             Ok(End::Stopped(reason, detail)) => (reason, detail, false),
-            // Cancelled from the Temporal UI or CLI: compensate all the same.
+            // Once the carrier has the parcel there is nothing left to undo: the goods are
+            // gone and were paid for. Stop following the carrier and end as cancelled.
+            Err(e) if ctx.cancellation_token().is_cancelled() && ctx.state(|s| s.status) >= OrderStatus::InTransit => {
+                return Err(e);
+            }
+            // Cancelled from the Temporal UI or CLI before that: compensate all the same.
             Err(_) if ctx.cancellation_token().is_cancelled() => {
                 let why = ctx.cancellation_token().reason().unwrap_or_else(|| "cancelled in Temporal".into());
                 (StopReason::WorkflowCancelled, why, true)

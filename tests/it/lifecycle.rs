@@ -267,3 +267,23 @@ async fn cancelling_the_workflow_in_temporal_still_restores_stock() {
     assert!(handle.get_result(Default::default()).await.is_err(), "the workflow itself ends cancelled");
     capture(&app, &id, "order-workflow-cancelled").await;
 }
+
+#[tokio::test]
+async fn cancelling_the_workflow_after_pickup_refunds_nothing() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(1)).await;
+    app.wait_for_status(&token, &id, "shipped").await;
+    app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
+    app.wait_for_status(&token, &id, "in_transit").await;
+
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+    assert!(handle.get_result(Default::default()).await.is_err(), "the workflow ends cancelled");
+
+    let order: Value = app.get_order(&token, &id).await.json().await.unwrap();
+    assert_eq!(order["status"], "in_transit", "the goods left: nothing to undo");
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 1, 0));
+}
