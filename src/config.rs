@@ -60,6 +60,14 @@ pub struct Settings {
     pub temporal_namespace: String,
     pub task_queue: String,
     pub http_addr: SocketAddr,
+    /// Request bodies above this are refused with 413.
+    pub max_body_bytes: usize,
+    /// A request still running after this is answered 503.
+    pub request_timeout: Duration,
+    /// Requests beyond this many in flight are shed with 503 and `Retry-After`, not queued.
+    pub max_concurrent_requests: usize,
+    /// Origins allowed by CORS; none by default.
+    pub cors_origins: Vec<String>,
     pub jwt_secret: Secret,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
@@ -245,7 +253,23 @@ impl Settings {
         {
             return Err(ConfigError { var: "ORDERS_SMTP_URL", message: "must be an smtp:// or smtps:// URL".into() });
         }
+        let cors_origins: Vec<String> = env
+            .get("ORDERS_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = cors_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
+            return Err(ConfigError {
+                var: "ORDERS_CORS_ORIGINS",
+                message: format!("{bad:?} is not an origin like https://shop.example.com"),
+            });
+        }
         Ok(Settings {
+            max_body_bytes: env.count("ORDERS_MAX_BODY_BYTES", 64 * 1024)?,
+            request_timeout: env.duration("ORDERS_REQUEST_TIMEOUT", Duration::from_secs(30))?,
+            max_concurrent_requests: env.count("ORDERS_MAX_CONCURRENT_REQUESTS", 512)?,
+            cors_origins,
             webhook,
             smtp,
             database_url: Secret::new(database_url),

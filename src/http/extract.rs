@@ -61,7 +61,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         })?;
         let document: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
-        let body = serde_path_to_error::deserialize(&document).map_err(|e| {
+        // From the bytes, not from `document`: a `Value` silently keeps the last of two
+        // duplicate keys, while the typed parse rejects them.
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let body = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let at = pointer(e.path());
             let message = clean(&e.inner().to_string());
             ApiError::Validation(vec![crate::domain::FieldError { pointer: at, message }])

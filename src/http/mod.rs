@@ -14,14 +14,20 @@ pub mod users;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -30,11 +36,10 @@ use error::{ApiError, PROBLEM_JSON, Problem};
 use state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Bodies above this are refused with 413 before they are read whole.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let no_store = HeaderValue::from_static("no-store");
     Router::new()
         .route("/orders", post(orders::create).get(orders::list::list))
         .route("/orders/{id}", get(orders::get))
@@ -49,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/verify", post(users::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // Order and account data is private: never cached by browsers or proxies.
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, no_store))
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -62,10 +69,42 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"), request_id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    HeaderName::from_static("x-content-type-options"),
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    HeaderName::from_static("referrer-policy"),
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(cors(&settings.cors_origins))
                 .layer(middleware::from_fn(problem_details))
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+                // Shed load instead of queueing without bound.
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    let mut resp = ApiError::Unavailable("overloaded".into()).into_response();
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    resp
+                }))
+                .layer(LoadShedLayer::new())
+                // Global: `Router::layer` clones layers per route, so a per-clone limit would not be one.
+                .layer(GlobalConcurrencyLimitLayer::new(settings.max_concurrent_requests))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+                .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
         )
+}
+
+/// CORS for the configured origins only; with none, no CORS headers at all.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    if allowed.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([header::LOCATION, REQUEST_ID, HeaderName::from_static("idempotent-replayed")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Makes every error response a problem document carrying the request id as

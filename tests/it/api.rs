@@ -304,3 +304,76 @@ async fn catalog_price(app: &TestApp, sku: &str, price: &str) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn duplicate_keys_are_refused() {
+    let app = spawn_app().await;
+    let body = r#"{"items":[{"sku":"WIDGET-1","quantity":1,"quantity":900}],
+        "shipping_address":{"street":"1 Main St","city":"Springfield","state":"IL","zip_code":"62701","country":"US"},
+        "payment_method":"credit_card","payment_token":"tok_ok"}"#;
+    let resp = app
+        .http
+        .post(format!("{}/orders", app.address))
+        .bearer_auth(app.customer("a"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("duplicate"), "{p}");
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_the_callers_request_id() {
+    let app = spawn_app().await;
+    let resp = app
+        .http
+        .get(format!("{}/orders/not-an-id", app.address))
+        .bearer_auth(app.customer("a"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let p = problem(resp, StatusCode::NOT_FOUND).await;
+    assert_eq!(p["instance"], "req-abc-123");
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_are_shed_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(&[("ORDERS_MAX_CONCURRENT_REQUESTS", "1")]).await;
+    // A client that sends half a body keeps the only slot busy.
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.customer("a")
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let resp = app.http.get(format!("{}/products", app.address)).send().await.unwrap();
+    assert_eq!(resp.headers()["retry-after"], "1");
+    problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
+    drop(slow);
+}
+
+#[tokio::test]
+async fn cors_answers_only_configured_origins() {
+    let app = spawn_app_with(&[("ORDERS_CORS_ORIGINS", "https://shop.example.com")]).await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}/orders", app.address))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://shop.example.com").await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://shop.example.com");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
