@@ -68,7 +68,7 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     /// Origins allowed by CORS; none by default.
     pub cors_origins: Vec<String>,
-    pub jwt_secret: Secret,
+    pub jwt: JwtSettings,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
     pub carrier: Integration,
@@ -99,6 +99,89 @@ pub struct WorkerSettings {
     pub max_concurrent_local_activities: usize,
     pub max_concurrent_workflow_tasks: usize,
     pub max_cached_workflows: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+/// How bearer tokens are verified (and, for `orders-api token`, signed).
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    /// HS256: the shared secret.
+    pub secret: Option<Secret>,
+    /// RS256/ES256: a PEM public key (ORDERS_JWT_PUBLIC_KEY_FILE) ...
+    pub public_key_pem: Option<String>,
+    /// ... or a JWKS document (ORDERS_JWT_JWKS_FILE): keys chosen by `kid`, so they can rotate.
+    pub jwks: Option<String>,
+    /// RS256/ES256: the PEM private key, only for `orders-api token`.
+    pub private_key_pem: Option<Secret>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: u64,
+}
+
+impl JwtSettings {
+    /// Only the JWT variables, for `orders-api token` (which needs no database).
+    pub fn from_env() -> Result<JwtSettings, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::read(&Env(&|k| std::env::var(k).ok()))
+    }
+
+    fn read(env: &Env<'_>) -> Result<JwtSettings, ConfigError> {
+        let algorithm = match env.get("ORDERS_JWT_ALG").as_deref().unwrap_or("HS256") {
+            "HS256" => JwtAlgorithm::Hs256,
+            "RS256" => JwtAlgorithm::Rs256,
+            "ES256" => JwtAlgorithm::Es256,
+            other => {
+                return Err(ConfigError {
+                    var: "ORDERS_JWT_ALG",
+                    message: format!("must be HS256, RS256 or ES256, got {other:?}"),
+                });
+            }
+        };
+        let file = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            env.get(var)
+                .map(|path| {
+                    std::fs::read_to_string(&path).map_err(|e| ConfigError { var, message: format!("{path}: {e}") })
+                })
+                .transpose()
+        };
+        let mut jwt = JwtSettings {
+            algorithm,
+            secret: None,
+            public_key_pem: None,
+            jwks: None,
+            private_key_pem: file("ORDERS_JWT_PRIVATE_KEY_FILE")?.map(Secret::new),
+            issuer: env.get("ORDERS_JWT_ISSUER"),
+            audience: env.get("ORDERS_JWT_AUDIENCE"),
+            leeway_secs: env.parse("ORDERS_JWT_LEEWAY_SECS", 30, "a number of seconds")?,
+        };
+        if algorithm == JwtAlgorithm::Hs256 {
+            let secret = env.required("ORDERS_JWT_SECRET")?;
+            if secret.len() < 32 {
+                return Err(ConfigError {
+                    var: "ORDERS_JWT_SECRET",
+                    message: "must be at least 32 bytes (HS256 needs a 256-bit key)".into(),
+                });
+            }
+            jwt.secret = Some(Secret::new(secret));
+        } else {
+            jwt.public_key_pem = file("ORDERS_JWT_PUBLIC_KEY_FILE")?;
+            jwt.jwks = file("ORDERS_JWT_JWKS_FILE")?;
+            if jwt.public_key_pem.is_none() && jwt.jwks.is_none() {
+                return Err(ConfigError {
+                    var: "ORDERS_JWT_PUBLIC_KEY_FILE",
+                    message: "RS256/ES256 need a public key file (or ORDERS_JWT_JWKS_FILE)".into(),
+                });
+            }
+        }
+        Ok(jwt)
+    }
 }
 
 /// Where settings come from; a closure in tests, the process environment otherwise.
@@ -175,13 +258,7 @@ impl Settings {
 
     pub fn from_lookup(lookup: &Lookup<'_>) -> Result<Settings, ConfigError> {
         let env = Env(lookup);
-        let jwt_secret = env.required("ORDERS_JWT_SECRET")?;
-        if jwt_secret.len() < 32 {
-            return Err(ConfigError {
-                var: "ORDERS_JWT_SECRET",
-                message: "must be at least 32 bytes (HS256 needs a 256-bit key)".into(),
-            });
-        }
+        let jwt = JwtSettings::read(&env)?;
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError { var: "DATABASE_URL", message: "must be a postgres:// URL".into() });
@@ -282,7 +359,7 @@ impl Settings {
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
                 "a socket address like 0.0.0.0:8080",
             )?,
-            jwt_secret: Secret::new(jwt_secret),
+            jwt,
             pricing,
             payment_gateway: env.integration("ORDERS_PAYMENT_GATEWAY", "ORDERS_PAYMENT_GATEWAY_URL")?,
             carrier: env.integration("ORDERS_CARRIER", "ORDERS_CARRIER_URL")?,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use orders::config::{Secret, Settings};
+use orders::config::{JwtSettings, Settings};
 use orders::http::Application;
 use orders::http::auth::{JwtKeys, Role};
 use orders::{db, telemetry};
@@ -44,12 +44,14 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Token { sub, role, ttl } => {
-            // Needs only the secret, so it works without a database configured.
-            let _ = dotenvy::dotenv();
-            let secret = std::env::var("ORDERS_JWT_SECRET").context("ORDERS_JWT_SECRET is required")?;
+            // Needs only the JWT settings, so it works without a database configured.
+            let keys = JwtKeys::from_settings(&JwtSettings::from_env()?)?;
             let Some(role) = Role::parse(&role) else { bail!("--role must be customer, admin or carrier") };
             let ttl: Duration = humantime::parse_duration(&ttl).context("--ttl must be a duration like 1h")?;
-            println!("{}", JwtKeys::new(&Secret::new(secret)).issue(&sub, role, ttl)?);
+            let token = keys
+                .issue(&sub, role, ttl)
+                .context("signing needs ORDERS_JWT_SECRET or ORDERS_JWT_PRIVATE_KEY_FILE")?;
+            println!("{token}");
         }
         Command::Openapi { out } => {
             let doc = orders::http::openapi::document()?;

@@ -21,7 +21,7 @@ impl Application {
     pub async fn build(settings: Settings) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.http_addr).await?;
         let pool = db::pool(&settings).map_err(std::io::Error::other)?;
-        let state = AppState::new(Arc::new(settings), pool);
+        let state = AppState::new(Arc::new(settings), pool).map_err(std::io::Error::other)?;
         Ok(Application { listener, state })
     }
 

@@ -5,12 +5,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use std::collections::BTreeMap;
+
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::config::Secret;
+use crate::config::{JwtAlgorithm, JwtSettings, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,35 +46,130 @@ pub struct Claims {
     pub iat: u64,
 }
 
-/// Signs and verifies tokens with one shared secret.
+/// Verifies bearer tokens with the configured algorithm and key(s); signs them
+/// for `orders-api token` when it has a signing key.
 #[derive(Clone)]
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    algorithm: Algorithm,
+    encoding: Option<EncodingKey>,
+    decoding: Decoding,
     validation: Validation,
 }
 
+#[derive(Clone)]
+enum Decoding {
+    One(DecodingKey),
+    /// From a JWKS document: the token's `kid` picks the key, so keys can rotate.
+    ByKid(BTreeMap<String, DecodingKey>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{var}: {message}")]
+    Invalid { var: &'static str, message: String },
+}
+
+fn invalid(var: &'static str) -> impl Fn(jsonwebtoken::errors::Error) -> KeyError {
+    move |e| KeyError::Invalid { var, message: e.to_string() }
+}
+
 impl JwtKeys {
+    /// HS256 with a shared secret (the default).
     pub fn new(secret: &Secret) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let settings = JwtSettings {
+            algorithm: JwtAlgorithm::Hs256,
+            secret: Some(secret.clone()),
+            public_key_pem: None,
+            jwks: None,
+            private_key_pem: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+        };
+        // An HS256 key is any byte string: this cannot fail.
+        Self::from_settings(&settings).expect("HS256 keys always build")
+    }
+
+    pub fn from_settings(s: &JwtSettings) -> Result<Self, KeyError> {
+        let algorithm = match s.algorithm {
+            JwtAlgorithm::Hs256 => Algorithm::HS256,
+            JwtAlgorithm::Rs256 => Algorithm::RS256,
+            JwtAlgorithm::Es256 => Algorithm::ES256,
+        };
+        let (encoding, decoding) = match (s.algorithm, &s.secret) {
+            (JwtAlgorithm::Hs256, Some(secret)) => (
+                Some(EncodingKey::from_secret(secret.expose().as_bytes())),
+                Decoding::One(DecodingKey::from_secret(secret.expose().as_bytes())),
+            ),
+            (JwtAlgorithm::Hs256, None) => {
+                return Err(KeyError::Invalid { var: "ORDERS_JWT_SECRET", message: "is required".into() });
+            }
+            (alg, _) => {
+                let rsa = alg == JwtAlgorithm::Rs256;
+                let encoding = match &s.private_key_pem {
+                    Some(pem) if rsa => Some(EncodingKey::from_rsa_pem(pem.expose().as_bytes())),
+                    Some(pem) => Some(EncodingKey::from_ec_pem(pem.expose().as_bytes())),
+                    None => None,
+                }
+                .transpose()
+                .map_err(invalid("ORDERS_JWT_PRIVATE_KEY_FILE"))?;
+                let decoding = if let Some(jwks) = &s.jwks {
+                    let set: JwkSet = serde_json::from_str(jwks)
+                        .map_err(|e| KeyError::Invalid { var: "ORDERS_JWT_JWKS_FILE", message: e.to_string() })?;
+                    let mut keys = BTreeMap::new();
+                    for jwk in &set.keys {
+                        let Some(kid) = jwk.common.key_id.clone() else { continue };
+                        keys.insert(kid, DecodingKey::from_jwk(jwk).map_err(invalid("ORDERS_JWT_JWKS_FILE"))?);
+                    }
+                    Decoding::ByKid(keys)
+                } else {
+                    let pem = s.public_key_pem.as_deref().unwrap_or_default().as_bytes();
+                    let key = if rsa { DecodingKey::from_rsa_pem(pem) } else { DecodingKey::from_ec_pem(pem) };
+                    Decoding::One(key.map_err(invalid("ORDERS_JWT_PUBLIC_KEY_FILE"))?)
+                };
+                (encoding, decoding)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
-        Self {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
-            validation,
+        validation.leeway = s.leeway_secs;
+        if let Some(iss) = &s.issuer {
+            validation.set_issuer(&[iss]);
         }
+        match &s.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { algorithm, encoding, decoding, validation })
     }
 
     pub fn issue(&self, sub: &str, role: Role, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+        let Some(key) = &self.encoding else {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into());
+        };
         // The clock is after 1970 on every machine we run on; 0 would only make the token expire.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let claims = Claims { sub: sub.to_owned(), role, iat: now, exp: now + ttl.as_secs() };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
     }
 
+    /// Only the configured algorithm is accepted (so `alg: none` and a public key
+    /// used as an HMAC secret both fail), with `exp` required and `iss`/`aud`
+    /// checked when configured.
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+        let header = jsonwebtoken::decode_header(token)?;
+        if header.alg != self.algorithm {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into());
+        }
+        let key = match &self.decoding {
+            Decoding::One(k) => k,
+            Decoding::ByKid(keys) => header
+                .kid
+                .as_ref()
+                .and_then(|kid| keys.get(kid))
+                .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?,
+        };
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation).map(|d| d.claims)
     }
 }
 
@@ -133,10 +231,75 @@ mod tests {
         assert!(k.verify(&other).is_err());
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let expired = Claims { sub: "x".into(), role: Role::Admin, exp: now - 3600, iat: now - 7200 };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &k.encoding).unwrap();
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, k.encoding.as_ref().unwrap()).unwrap();
         assert!(k.verify(&t).is_err());
         // alg "none": header {"alg":"none"} and no signature
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4Iiwicm9sZSI6ImFkbWluIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(k.verify(none).is_err());
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn asymmetric(alg: JwtAlgorithm, public: Option<&str>, jwks: bool, private: &str) -> JwtSettings {
+        JwtSettings {
+            algorithm: alg,
+            secret: None,
+            public_key_pem: public.map(fixture),
+            jwks: jwks.then(|| fixture("jwks.json")),
+            private_key_pem: Some(Secret::new(fixture(private))),
+            issuer: Some("https://idp.example.com".into()),
+            audience: Some("orders".into()),
+            leeway_secs: 5,
+        }
+    }
+
+    fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, iss: &str, aud: &str) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let claims = serde_json::json!({"sub": "alice", "role": "customer", "exp": now + 60, "iss": iss, "aud": aud});
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn rs256_and_es256_verify_with_issuer_and_audience() {
+        for (alg, algorithm, public, private) in [
+            (JwtAlgorithm::Rs256, Algorithm::RS256, "rsa-public.pem", "rsa-private.pem"),
+            (JwtAlgorithm::Es256, Algorithm::ES256, "ec-public.pem", "ec-private.pem"),
+        ] {
+            let keys = JwtKeys::from_settings(&asymmetric(alg, Some(public), false, private)).unwrap();
+            let own = keys.encoding.clone().unwrap();
+            let ok = sign(algorithm, None, &own, "https://idp.example.com", "orders");
+            assert_eq!(keys.verify(&ok).unwrap().sub, "alice");
+            assert!(keys.verify(&sign(algorithm, None, &own, "https://other.example.com", "orders")).is_err(), "iss");
+            assert!(keys.verify(&sign(algorithm, None, &own, "https://idp.example.com", "billing")).is_err(), "aud");
+            // The public key used as an HMAC secret (the classic key-confusion forgery).
+            let forged = sign(
+                Algorithm::HS256,
+                None,
+                &EncodingKey::from_secret(fixture(public).as_bytes()),
+                "https://idp.example.com",
+                "orders",
+            );
+            assert!(keys.verify(&forged).is_err(), "{alg:?}: HS256 with the public key must fail");
+        }
+    }
+
+    #[test]
+    fn jwks_keys_are_chosen_by_kid_so_they_can_rotate() {
+        let keys = JwtKeys::from_settings(&asymmetric(JwtAlgorithm::Rs256, None, true, "rsa-private.pem")).unwrap();
+        let old = EncodingKey::from_rsa_pem(fixture("rsa-private.pem").as_bytes()).unwrap();
+        let new = EncodingKey::from_rsa_pem(fixture("rsa2-private.pem").as_bytes()).unwrap();
+        let iss = "https://idp.example.com";
+        assert!(keys.verify(&sign(Algorithm::RS256, Some("key-2026-10"), &old, iss, "orders")).is_ok());
+        assert!(keys.verify(&sign(Algorithm::RS256, Some("key-2026-11"), &new, iss, "orders")).is_ok());
+        assert!(
+            keys.verify(&sign(Algorithm::RS256, Some("key-2026-11"), &old, iss, "orders")).is_err(),
+            "wrong key for kid"
+        );
+        assert!(keys.verify(&sign(Algorithm::RS256, None, &old, iss, "orders")).is_err(), "no kid");
+        assert!(keys.verify(&sign(Algorithm::RS256, Some("unknown"), &old, iss, "orders")).is_err());
     }
 }

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use temporalio_client::Client;
 use tokio::sync::OnceCell;
 
-use super::auth::JwtKeys;
+use super::auth::{JwtKeys, KeyError};
 use super::orders::events::EventHub;
 use crate::config::Settings;
 use crate::temporal::{self, TemporalError};
@@ -22,9 +22,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, pool: PgPool) -> Self {
-        let jwt = JwtKeys::new(&settings.jwt_secret);
-        Self { settings, pool, jwt, events: EventHub::new(), temporal: Arc::new(OnceCell::new()) }
+    pub fn new(settings: Arc<Settings>, pool: PgPool) -> Result<Self, KeyError> {
+        let jwt = JwtKeys::from_settings(&settings.jwt)?;
+        Ok(Self { settings, pool, jwt, events: EventHub::new(), temporal: Arc::new(OnceCell::new()) })
     }
 
     pub async fn temporal(&self) -> Result<&Client, TemporalError> {

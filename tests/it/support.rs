@@ -163,7 +163,10 @@ impl TestApp {
     }
 
     pub fn token(&self, sub: &str, role: Role) -> String {
-        JwtKeys::new(&self.settings.jwt_secret).issue(sub, role, Duration::from_secs(600)).expect("sign")
+        JwtKeys::from_settings(&self.settings.jwt)
+            .expect("keys")
+            .issue(sub, role, Duration::from_secs(600))
+            .expect("sign")
     }
 
     pub fn customer(&self, sub: &str) -> String {
