@@ -6,3 +6,28 @@ pub mod user_onboarding;
 
 pub use order::{OrderInput, OrderOutcome, OrderWorkflow};
 pub use user_onboarding::{OnboardingInput, UserOnboardingWorkflow, VerifyOutcome};
+
+use std::time::Duration;
+
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::{LocalActivityOptions, WorkflowCancellationToken};
+
+/// What update validators and handlers return when they refuse.
+pub(crate) type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Database steps: idempotent, so retried until they succeed (an outage of
+/// Postgres pauses orders, it does not fail them).
+pub(crate) fn db_step() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(15))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .maximum_interval(Duration::from_secs(30))
+                .maximum_attempts(0)
+                .build(),
+        )
+        // Compensation and failure records must complete even when the workflow is cancelled.
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}

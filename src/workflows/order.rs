@@ -26,6 +26,7 @@ use temporalio_sdk::{
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
+use super::{HandlerError, db_step};
 use crate::activities::OrderActivities;
 use crate::activities::notifier::Channel;
 use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Deliver, Reservation};
@@ -120,23 +121,6 @@ struct Undo {
     booked: bool,
 }
 
-/// Database steps: idempotent, so retried until they succeed (an outage of
-/// Postgres pauses orders, it does not fail them).
-fn db_step() -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .maximum_interval(Duration::from_secs(30))
-                .maximum_attempts(0)
-                .build(),
-        )
-        // Compensation and failure records must complete even when the workflow is cancelled.
-        .cancellation_token(WorkflowCancellationToken::new())
-        .build()
-}
-
 /// Payment: initial 1 s, at most 60 s between attempts, 3 attempts.
 fn payment() -> LocalActivityOptions {
     LocalActivityOptions::builder()
@@ -204,8 +188,6 @@ fn delivery() -> LocalActivityOptions {
 fn failure_message(err: &ActivityExecutionError) -> String {
     err.cause().map(|c| c.failure().message.clone()).unwrap_or_else(|| err.to_string())
 }
-
-type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 #[workflow_methods]
 impl OrderWorkflow {

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
-use temporalio_sdk::{LocalActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult};
 use uuid::Uuid;
 
+use super::{HandlerError, db_step};
 use crate::activities::users::{CodeCheck, FinishOnboarding, UserActivities};
 use crate::domain::UserStatus;
 
@@ -34,21 +34,6 @@ pub struct UserOnboardingWorkflow {
     input: OnboardingInput,
     status: UserStatus,
 }
-
-fn db_step() -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .maximum_interval(Duration::from_secs(30))
-                .maximum_attempts(0)
-                .build(),
-        )
-        .build()
-}
-
-type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 #[workflow_methods]
 impl UserOnboardingWorkflow {

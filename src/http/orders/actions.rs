@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use temporalio_client::{Client, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowSignalOptions};
 use utoipa::ToSchema;
 
+use super::visible_order;
 use crate::db::orders::{self, OrderView};
 use crate::domain::address::AddressInput;
 use crate::domain::validation::text;
@@ -20,16 +21,6 @@ use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
 use crate::workflows::OrderWorkflow;
 use crate::workflows::order::CancelRequest;
-
-/// The order as `caller` may see it: another customer's order does not exist for them.
-async fn visible_order(state: &AppState, caller: &Caller, id: &str) -> Result<(OrderId, OrderView), ApiError> {
-    let id: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
-    if caller.role == Role::Customer && view.customer_id != caller.subject {
-        return Err(ApiError::NotFound);
-    }
-    Ok((id, view))
-}
 
 async fn workflow(state: &AppState, id: OrderId) -> Result<WorkflowHandle<Client, OrderWorkflow>, ApiError> {
     let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;

@@ -106,11 +106,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let order: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let owner = orders::view(&state.pool, order).await?.ok_or(ApiError::NotFound)?.customer_id;
-    if caller.role == Role::Customer && owner != caller.subject {
-        return Err(ApiError::NotFound);
-    }
+    let (order, _) = super::visible_order(&state, &caller, &id).await?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -184,6 +184,20 @@ async fn price(
     Ok(PricedOrder { id: OrderId::new(), order, lines, totals, idempotency })
 }
 
+/// The order as `caller` may see it: another customer's order does not exist for them.
+pub(super) async fn visible_order(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(OrderId, OrderView), ApiError> {
+    let id: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    if caller.role == Role::Customer && view.customer_id != caller.subject {
+        return Err(ApiError::NotFound);
+    }
+    Ok((id, view))
+}
+
 /// An order with its lines, totals, payment and shipment summary and timeline.
 /// Customers see only their own orders (another's is 404); admins see all.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
@@ -203,11 +217,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let id: OrderId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
-    if caller.role == Role::Customer && view.customer_id != caller.subject {
-        return Err(ApiError::NotFound);
-    }
+    let (_, view) = visible_order(&state, &caller, &id).await?;
     Ok(Json(view))
 }
 
