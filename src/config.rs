@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     /// Origins allowed by CORS; none by default.
     pub cors_origins: Vec<String>,
+    /// Per caller (token subject, or IP for public routes): sustained rate and burst.
+    pub rate_limit_per_second: std::num::NonZeroU32,
+    pub rate_limit_burst: std::num::NonZeroU32,
     pub jwt: JwtSettings,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
@@ -347,6 +351,16 @@ impl Settings {
             request_timeout: env.duration("ORDERS_REQUEST_TIMEOUT", Duration::from_secs(30))?,
             max_concurrent_requests: env.count("ORDERS_MAX_CONCURRENT_REQUESTS", 512)?,
             cors_origins,
+            rate_limit_per_second: env.parse(
+                "ORDERS_RATE_LIMIT_PER_SECOND",
+                NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+                "a positive integer",
+            )?,
+            rate_limit_burst: env.parse(
+                "ORDERS_RATE_LIMIT_BURST",
+                NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+                "a positive integer",
+            )?,
             webhook,
             smtp,
             database_url: Secret::new(database_url),

@@ -38,7 +38,17 @@ impl Application {
         let recovery = tokio::spawn(recover_unstarted(self.state.clone()));
         let events = tokio::spawn(self.state.events.clone().run(self.state.pool.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, super::router(self.state)).with_graceful_shutdown(async move {
+        let limiter = self.state.rate_limiter.clone();
+        let forget = tokio::spawn(async move {
+            // Keep the per-caller buckets bounded: drop those back at full capacity.
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.retain_recent();
+            }
+        });
+        let app = super::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
             let _ = stopping_tx.send(());
@@ -60,6 +70,7 @@ impl Application {
         };
         recovery.abort();
         events.abort();
+        forget.abort();
         result
     }
 }

@@ -73,6 +73,9 @@ pub enum ApiError {
     InvalidState(String),
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// Over the caller's rate limit; retry after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -100,6 +103,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,6 +144,11 @@ impl ApiError {
                 "this Idempotency-Key was used with a different request body".to_owned(),
             ),
             Self::InvalidState(m) => ("/problems/order-state", "Not allowed in the order's state", m.clone()),
+            Self::RateLimited(wait) => (
+                "/problems/rate-limited",
+                "Too many requests",
+                format!("slow down; retry in {} s", wait.as_secs().max(1)),
+            ),
             Self::Unavailable(_) => {
                 ("/problems/unavailable", "Service unavailable", "a dependency is unavailable; retry later".to_owned())
             }
@@ -208,6 +217,9 @@ impl IntoResponse for ApiError {
         }
         if matches!(self, Self::Unavailable(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::RateLimited(wait) = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         }
         resp
     }

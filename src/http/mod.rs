@@ -8,6 +8,7 @@ pub mod health;
 pub mod openapi;
 pub mod orders;
 pub mod products;
+pub mod rate_limit;
 pub mod state;
 pub mod users;
 
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

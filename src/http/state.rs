@@ -8,6 +8,7 @@ use tokio::sync::OnceCell;
 
 use super::auth::{JwtKeys, KeyError};
 use super::orders::events::EventHub;
+use super::rate_limit::{Limiter, limiter};
 use crate::config::Settings;
 use crate::temporal::{self, TemporalError};
 
@@ -17,6 +18,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub jwt: JwtKeys,
     pub events: EventHub,
+    pub rate_limiter: Limiter,
     /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
     temporal: Arc<OnceCell<Client>>,
 }
@@ -24,7 +26,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Result<Self, KeyError> {
         let jwt = JwtKeys::from_settings(&settings.jwt)?;
-        Ok(Self { settings, pool, jwt, events: EventHub::new(), temporal: Arc::new(OnceCell::new()) })
+        let rate_limiter = limiter(settings.rate_limit_per_second, settings.rate_limit_burst);
+        Ok(Self { settings, pool, jwt, events: EventHub::new(), rate_limiter, temporal: Arc::new(OnceCell::new()) })
     }
 
     pub async fn temporal(&self) -> Result<&Client, TemporalError> {

@@ -377,3 +377,23 @@ async fn cors_answers_only_configured_origins() {
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn each_caller_has_its_own_rate_limit() {
+    let app = spawn_app_with(&[("ORDERS_RATE_LIMIT_PER_SECOND", "1"), ("ORDERS_RATE_LIMIT_BURST", "2")]).await;
+    let list = |token: String| app.http.get(format!("{}/orders", app.address)).bearer_auth(token).send();
+    let alice = app.customer("alice");
+    assert_eq!(list(alice.clone()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(list(alice.clone()).await.unwrap().status(), StatusCode::OK);
+    let limited = list(alice).await.unwrap();
+    assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    // Another subject is not affected.
+    assert_eq!(list(app.customer("bob")).await.unwrap().status(), StatusCode::OK);
+    // Public routes are limited per IP.
+    for _ in 0..2 {
+        app.http.get(format!("{}/products", app.address)).send().await.unwrap();
+    }
+    let resp = app.http.get(format!("{}/products", app.address)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
