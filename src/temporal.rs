@@ -11,6 +11,7 @@ use temporalio_client::{
     WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
 use crate::config::Settings;
 use crate::domain::OrderId;
@@ -64,16 +65,32 @@ pub fn order_input(settings: &Settings, id: OrderId, total: Decimal) -> OrderInp
     }
 }
 
-/// Starts the workflow of an order; idempotent on the workflow id `order-<id>`.
-/// A start repeated while it runs attaches to that run; one repeated after it
-/// closed is refused by the server, which also means "started".
-pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
-    let opts = WorkflowStartOptions::new(settings.task_queue.clone(), input.order_id.workflow_id())
+/// Starts a workflow idempotently on its id: a start repeated while it runs
+/// attaches to that run; one repeated after it closed is refused by the server,
+/// which also means "started".
+pub async fn start_once<W>(
+    client: &Client,
+    settings: &Settings,
+    workflow: W,
+    workflow_id: String,
+    input: <W as WorkflowDefinition>::Input,
+) -> Result<(), WorkflowStartError>
+where
+    W: HasWorkflowDefinition,
+    <W as WorkflowDefinition>::Input: Send,
+{
+    let opts = WorkflowStartOptions::new(settings.task_queue.clone(), workflow_id)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
-    match client.start_workflow(OrderWorkflow::run, input, opts).await {
+    match client.start_workflow(workflow, input, opts).await {
         Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Starts the workflow of an order (`order-<id>`).
+pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
+    let workflow_id = input.order_id.workflow_id();
+    start_once(client, settings, OrderWorkflow::run, workflow_id, input).await
 }

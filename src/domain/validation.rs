@@ -44,6 +44,19 @@ impl FieldErrors {
         }
     }
 
+    /// Parses an optional field: `Some(None)` when absent, `None` when present but invalid.
+    pub fn optional<T>(
+        &mut self,
+        pointer: &str,
+        value: Option<String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match value {
+            None => Some(None),
+            Some(v) => self.check(pointer, parse(&v)).map(Some),
+        }
+    }
+
     /// Records "is required" when a field is absent.
     pub fn required<T>(&mut self, pointer: &str, value: Option<T>) -> Option<T> {
         if value.is_none() {

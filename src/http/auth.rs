@@ -186,25 +186,31 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The caller named by a valid `Authorization: Bearer` header, if any.
+    pub fn from_header(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Caller> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
+        // Which check failed is logged at debug level, never told to the client.
+        let claims = state.jwt.verify(token.trim()).map_err(|e| tracing::debug!(error = %e, "token rejected")).ok()?;
+        if claims.sub.trim().is_empty() {
+            return None;
+        }
+        Some(Caller { subject: claims.sub, role: claims.role })
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or(ApiError::Unauthorized)?;
-        // Which check failed is logged at debug level, never told to the client.
-        let claims = state.jwt.verify(token.trim()).map_err(|e| {
-            tracing::debug!(error = %e, "token rejected");
-            ApiError::Unauthorized
-        })?;
-        if claims.sub.trim().is_empty() {
-            return Err(ApiError::Unauthorized);
+        // Usually verified already by the rate limiter in front of every route.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
         }
-        Ok(Caller { subject: claims.sub, role: claims.role })
+        Caller::from_header(state, &parts.headers).ok_or(ApiError::Unauthorized)
     }
 }
 

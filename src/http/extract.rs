@@ -10,10 +10,19 @@ use serde_json::Value;
 use super::error::ApiError;
 use crate::domain::validation::pointer_segment;
 
-/// A JSON body parsed into `T`, with the parsed document kept for hashing.
+/// A JSON body parsed into `T`; the raw bytes are kept for the few callers
+/// that hash the request (`document`).
 pub struct JsonBody<T> {
     pub body: T,
-    pub document: Value,
+    pub raw: Bytes,
+}
+
+impl<T> JsonBody<T> {
+    /// The body as a JSON value. Parsed on demand: only idempotent requests need it.
+    pub fn document(&self) -> Value {
+        // `raw` already parsed into `T`, so it is valid JSON.
+        serde_json::from_slice(&self.raw).unwrap_or_default()
+    }
 }
 
 fn is_json(req: &Request) -> bool {
@@ -59,17 +68,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest("could not read the request body".into())
             }
         })?;
-        let document: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
-        // From the bytes, not from `document`: a `Value` silently keeps the last of two
-        // duplicate keys, while the typed parse rejects them.
+        // Straight into `T` (one parse): unlike a `Value`, which silently keeps the last
+        // of two duplicate keys, the typed parse rejects them.
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let body = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            if e.inner().is_syntax() || e.inner().is_eof() {
+                return ApiError::MalformedJson(format!("the body is not valid JSON: {}", e.inner()));
+            }
             let at = pointer(e.path());
             let message = clean(&e.inner().to_string());
             ApiError::Validation(vec![crate::domain::FieldError { pointer: at, message }])
         })?;
-        Ok(JsonBody { body, document })
+        // Trailing garbage after the value is malformed too.
+        de.end().map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+        Ok(JsonBody { body, raw: bytes })
     }
 }
 

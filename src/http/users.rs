@@ -6,9 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use temporalio_client::{
-    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
-};
+use temporalio_client::WorkflowExecuteUpdateOptions;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -20,6 +18,7 @@ use crate::db::users::{self, UserView};
 use crate::domain::user::parse_email;
 use crate::domain::validation::text;
 use crate::domain::{FieldError, FieldErrors, UserStatus};
+use crate::temporal;
 use crate::workflows::{OnboardingInput, UserOnboardingWorkflow};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,12 +65,7 @@ pub async fn create(
     let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let input =
         OnboardingInput { user_id: id, verify_within_secs: state.settings.verification_deadline.as_secs().max(1) };
-    let opts = WorkflowStartOptions::new(state.settings.task_queue.clone(), workflow_id(id))
-        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-        .build();
-    client
-        .start_workflow(UserOnboardingWorkflow::run, input, opts)
+    temporal::start_once(client, &state.settings, UserOnboardingWorkflow::run, workflow_id(id), input)
         .await
         .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
     let location = HeaderValue::from_str(&format!("/users/{id}")).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -100,6 +94,11 @@ pub async fn verify(
     if user.status != UserStatus::PendingVerification {
         return Err(ApiError::InvalidState(format!("the account is {}", user.status.as_str())));
     }
+    let code = code.trim().to_owned();
+    if code.len() != 6 || !code.chars().all(|d| d.is_ascii_digit()) {
+        let message = "must be the six digits from the email".into();
+        return Err(ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]));
+    }
     let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(workflow_id(id));
     let outcome = handle
@@ -108,10 +107,6 @@ pub async fn verify(
         .map_err(|e| {
             use temporalio_client::errors::WorkflowUpdateError as E;
             match e {
-                E::Failed(f) if f.message.contains("six digits") => ApiError::Validation(vec![FieldError {
-                    pointer: "/code".into(),
-                    message: "must be the six digits from the email".into(),
-                }]),
                 E::Failed(f) => ApiError::InvalidState(f.message.clone()),
                 E::NotFound(_) => ApiError::InvalidState("verification is over for this account".into()),
                 other => ApiError::Unavailable(format!("temporal: {other}")),

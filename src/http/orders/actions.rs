@@ -162,10 +162,7 @@ pub async fn review(
     let (id, view) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let decision = errors.required("/decision", body.decision);
-    let note = match body.note {
-        Some(n) => errors.check("/note", text(&n, 0, 500)).map(|n| Some(n).filter(|n| !n.is_empty())),
-        None => Some(None),
-    };
+    let note = errors.optional("/note", body.note, |n| text(n, 0, 500)).map(|n| n.filter(|n| !n.is_empty()));
     let (Some(decision), Some(note)) = (decision, note) else {
         return Err(ApiError::Validation(errors.into_vec()));
     };
@@ -208,7 +205,7 @@ pub async fn shipment_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody { body, document }: JsonBody<ShipmentEventBody>,
+    JsonBody { body, raw }: JsonBody<ShipmentEventBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Carrier, Role::Admin])?;
     let (id, view) = visible_order(&state, &caller, &id).await?;
@@ -220,10 +217,7 @@ pub async fn shipment_event(
             .map_err(|_| "must be an RFC 3339 timestamp".to_owned());
         errors.check("/at", parsed)
     });
-    let detail = match body.detail {
-        Some(d) => errors.check("/detail", text(&d, 0, 500)).map(Some),
-        None => Some(None),
-    };
+    let detail = errors.optional("/detail", body.detail, |d| text(d, 0, 500));
     let (Some(event), Some(at), Some(detail)) = (event, at, detail) else {
         return Err(ApiError::Validation(errors.into_vec()));
     };
@@ -234,7 +228,10 @@ pub async fn shipment_event(
         return Err(ApiError::InvalidState(format!("the order is {}, not shipped yet", view.status.as_str())));
     }
     // The same report sent twice is one signal.
-    let request_id = hex::encode(Sha256::digest(format!("{id}{document}").as_bytes()));
+    let mut digest = Sha256::new();
+    digest.update(id.to_string().as_bytes());
+    digest.update(&raw);
+    let request_id = hex::encode(digest.finalize());
     let opts = WorkflowSignalOptions::builder().request_id(request_id).build();
     workflow(&state, id)
         .await?

@@ -54,12 +54,13 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    JsonBody { body, document }: JsonBody<CreateOrderRequest>,
+    json: JsonBody<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Customer])?;
     let key = idempotency_key(&headers)?;
-    let new = body.parse(&caller.subject).map_err(|e| ApiError::Validation(e.into_vec()))?;
-    let priced = price(&state, new, key.map(|k| (k, request_hash(&document)))).await?;
+    let idempotency = key.map(|k| (k, request_hash(&json.document())));
+    let new = json.body.parse(&caller.subject).map_err(|e| ApiError::Validation(e.into_vec()))?;
+    let priced = price(&state, new, idempotency).await?;
     tracing::Span::current().record("order_id", tracing::field::display(priced.id));
 
     match orders::insert(&state.pool, &priced).await? {

@@ -71,10 +71,7 @@ impl CreateOrderRequest {
             });
             errors.check("/payment_token", token)
         });
-        let notes = match self.notes {
-            Some(n) => errors.check("/notes", text(&n, 0, 1000)).map(|n| Some(n).filter(|n| !n.is_empty())),
-            None => Some(None),
-        };
+        let notes = errors.optional("/notes", self.notes, |n| text(n, 0, 1000)).map(|n| n.filter(|n| !n.is_empty()));
         match (lines, shipping, billing, payment_method, payment_token, notes) {
             (
                 Some(lines),
@@ -119,10 +116,7 @@ fn parse_items(items: Option<Vec<ItemInput>>, errors: &mut FieldErrors) -> Optio
         let quantity = errors
             .required(&at("quantity"), item.quantity)
             .and_then(|q| errors.check(&at("quantity"), Quantity::parse(q)));
-        let price = match item.unit_price {
-            Some(p) => errors.check(&at("unit_price"), parse_price(&p)).map(Some),
-            None => Some(None),
-        };
+        let price = errors.optional(&at("unit_price"), item.unit_price, parse_price);
         match (sku, quantity, price) {
             (Some(sku), Some(quantity), Some(expected_unit_price)) => {
                 lines.push(OrderLineRequest { sku, quantity, expected_unit_price })
