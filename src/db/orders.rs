@@ -279,6 +279,9 @@ pub struct ShipmentView {
 pub struct EventView {
     /// Increasing; the SSE event id (`Last-Event-ID` resumes after it).
     pub id: i64,
+    /// The order's status after this event, or `exception` for a carrier
+    /// exception (recorded on the timeline; the status stays `in_transit`).
+    #[schema(example = "paid")]
     pub status: String,
     pub detail: Option<String>,
     pub at: DateTime<Utc>,

@@ -29,21 +29,23 @@ pub struct Address {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressInput {
-    #[schema(example = "1 Main St")]
+    #[schema(required = true, value_type = String, example = "1 Main St", max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub street: Option<String>,
-    #[schema(example = "Springfield")]
+    #[schema(required = true, value_type = String, example = "Springfield", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub city: Option<String>,
-    #[schema(example = "IL")]
+    #[schema(required = true, value_type = String, example = "IL", max_length = 50, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*(?:[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*){2}$")]
     pub state: Option<String>,
-    #[schema(example = "62701")]
+    /// A US ZIP code: 5 digits, optionally -4 digits.
+    #[schema(required = true, value_type = String, example = "62701", pattern = r"^[0-9]{5}(-[0-9]{4})?$")]
     pub zip_code: Option<String>,
-    #[schema(example = "US")]
+    /// ISO 3166-1 alpha-2, upper case.
+    #[schema(required = true, schema_with = country_schema)]
     pub country: Option<String>,
 }
 
 static ZIP: LazyLock<Regex> =
-    // A literal pattern that is known to compile.
-    LazyLock::new(|| Regex::new(r"^\d{5}(-\d{4})?$").expect("static regex"));
+    // A literal pattern that is known to compile. ASCII digits only (`\d` would take any script's).
+    LazyLock::new(|| Regex::new(r"^[0-9]{5}(-[0-9]{4})?$").expect("static regex"));
 
 /// Officially assigned ISO 3166-1 alpha-2 codes.
 const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ \
@@ -54,14 +56,23 @@ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH
 RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA \
 UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
-fn country(value: &str) -> Result<String, String> {
-    let code = value.trim();
+/// The documented schema of `country`: the codes as an enum, so clients see them.
+fn country_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(ISO_3166_ALPHA2.split(' ')))
+        .examples(["US"])
+        .build()
+}
+
+// Codes are compared exactly, as documented: no trimming or case folding.
+fn country(code: &str) -> Result<String, String> {
     let known = code.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == code);
     if known { Ok(code.to_owned()) } else { Err("must be an ISO 3166-1 alpha-2 country code such as \"US\"".into()) }
 }
 
 fn zip_code(value: &str) -> Result<String, String> {
-    let zip = value.trim();
+    let zip = value;
     if ZIP.is_match(zip) {
         Ok(zip.to_owned())
     } else {
@@ -137,7 +148,7 @@ mod tests {
         for ok in ["12345", "12345-6789"] {
             assert!(zip_code(ok).is_ok(), "{ok}");
         }
-        for bad in ["1234", "123456", "12345-678", "abcde", "12345 6789"] {
+        for bad in ["1234", "123456", "12345-678", "abcde", "12345 6789", " 12345", "\u{0666}2345"] {
             assert!(zip_code(bad).is_err(), "{bad}");
         }
         assert!(country("DE").is_ok());

@@ -52,8 +52,9 @@ impl FromStr for OrderId {
 pub struct Sku(String);
 
 impl Sku {
+    /// Exactly as documented: `^[A-Z0-9][A-Z0-9-]{0,63}$`, no trimming.
     pub fn parse(value: &str) -> Result<Sku, String> {
-        let v = value.trim();
+        let v = value;
         let ok = !v.is_empty()
             && v.len() <= 64
             && !v.starts_with('-')
@@ -182,11 +183,14 @@ pub struct PricedOrder {
 /// Parses a unit price a client sent: non-negative, at most two decimal places.
 pub fn parse_price(value: &str) -> Result<Decimal, String> {
     let msg = || "must be a non-negative decimal string with at most 2 decimal places, like \"12.34\"".to_owned();
-    let price = Decimal::from_str_exact(value.trim()).map_err(|_| msg())?;
-    if price.is_sign_negative() || price.normalize().scale() > 2 {
+    // The documented shape, `^[0-9]{1,10}(\.[0-9]{1,2})?$`, before the decimal parse
+    // (which alone would also take "+1", "1.230" or surrounding spaces).
+    let (units, cents) = value.split_once('.').unwrap_or((value, "0"));
+    let digits = |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(units, 10) && digits(cents, 2)) {
         return Err(msg());
     }
-    Ok(price)
+    Decimal::from_str_exact(value).map_err(|_| msg())
 }
 
 #[cfg(test)]
@@ -196,7 +200,7 @@ mod tests {
     #[test]
     fn skus() {
         assert!(Sku::parse("WIDGET-1").is_ok());
-        for bad in ["", "widget", "A B", "-A", &"A".repeat(65)] {
+        for bad in ["", "widget", "A B", "-A", " A", &"A".repeat(65)] {
             assert!(Sku::parse(bad).is_err(), "{bad}");
         }
     }
@@ -213,8 +217,8 @@ mod tests {
     #[test]
     fn prices() {
         assert_eq!(parse_price("12.30"), Ok(Decimal::new(1230, 2)));
-        assert_eq!(parse_price("12.300"), Ok(Decimal::new(12300, 3)));
-        for bad in ["-1", "1.234", "abc", "1e3", ""] {
+        assert_eq!(parse_price("7"), Ok(Decimal::new(7, 0)));
+        for bad in ["-1", "1.234", "12.300", "+1", " 1", "1.", ".5", "abc", "1e3", "", "12345678901"] {
             assert!(parse_price(bad).is_err(), "{bad}");
         }
     }

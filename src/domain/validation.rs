@@ -68,9 +68,11 @@ impl FieldErrors {
 
 /// Trims a text field and checks its length in characters (not bytes).
 pub fn text(value: &str, min: usize, max: usize) -> Result<String, String> {
+    // As documented in the OpenAPI patterns: at most `max` characters as sent,
+    // at least `min` once surrounding whitespace is trimmed, no control
+    // characters anywhere.
     let trimmed = value.trim();
-    let len = trimmed.chars().count();
-    if len < min || len > max {
+    if trimmed.chars().count() < min || value.chars().count() > max {
         return Err(if min == max {
             format!("must be {min} characters")
         } else if min == 0 {
@@ -79,7 +81,7 @@ pub fn text(value: &str, min: usize, max: usize) -> Result<String, String> {
             format!("must be between {min} and {max} characters")
         });
     }
-    if trimmed.chars().any(|c| c.is_control()) {
+    if value.chars().any(|c| c.is_control()) {
         return Err("must not contain control characters".into());
     }
     Ok(trimmed.to_owned())
@@ -96,10 +98,14 @@ mod tests {
 
     #[test]
     fn text_counts_characters_and_trims() {
-        assert_eq!(text("  Zürich ", 1, 6), Ok("Zürich".to_owned()));
+        assert_eq!(text(" Zürich ", 1, 8), Ok("Zürich".to_owned()));
+        // The limit applies to what was sent, as the documented maxLength does.
+        assert!(text("  Zürich ", 1, 8).is_err());
         assert!(text("   ", 1, 10).is_err());
+        assert!(text(" a ", 2, 10).is_err());
         assert!(text("abcdef", 1, 5).is_err());
         assert!(text("a\u{0}b", 1, 5).is_err());
+        assert!(text("ab\t", 1, 5).is_err());
     }
 
     #[test]

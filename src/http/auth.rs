@@ -133,6 +133,8 @@ impl JwtKeys {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = s.leeway_secs;
+        // Off by default in jsonwebtoken: a token must not work before its `nbf`.
+        validation.validate_nbf = true;
         if let Some(iss) = &s.issuer {
             validation.set_issuer(&[iss]);
         }
@@ -267,6 +269,20 @@ mod tests {
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_not_before_time_beyond_the_leeway() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let with_nbf = |nbf: u64| {
+            let claims = serde_json::json!({"sub": "x", "role": "customer", "exp": now + 3600, "nbf": nbf});
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, k.encoding.as_ref().unwrap()).unwrap()
+        };
+        assert!(k.verify(&with_nbf(now + 600)).is_err(), "not valid for ten more minutes");
+        // Within the leeway (30 s here) a slightly fast issuer clock is tolerated.
+        assert!(k.verify(&with_nbf(now + 10)).is_ok());
+        assert!(k.verify(&with_nbf(now - 10)).is_ok());
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The OpenAPI document (`/openapi.json`) and Swagger UI (`/docs`, offline assets).
 
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::error::{PROBLEM_JSON, Problem};
 use super::state::AppState;
 use super::{error, health, orders, products, users};
 
@@ -13,7 +18,7 @@ use super::{error, health, orders, products, users};
     paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::actions::cancel, orders::actions::amend_address,
         orders::actions::review, orders::actions::shipment_event, products::list, users::create, users::verify, users::get, health::healthz, health::readyz),
     components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags((name = "orders"), (name = "catalog"), (name = "users"), (name = "health"))
 )]
 pub struct ApiDoc;
@@ -27,6 +32,69 @@ impl Modify for BearerAuth {
             "bearerAuth",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// The errors any operation can answer with, added to every operation that
+/// does not describe them itself, so that clients (and the contract fuzzing in
+/// `scripts/test`) see every status the API really sends:
+/// 429 (rate limit), 500, 503 (timeout, overload, dependency down) everywhere;
+/// 401/403 where a token is required; 404 where the path names a resource;
+/// 400/413/415/422 where a JSON body is read, 400 where a query string is.
+struct CommonErrors;
+
+const COMMON: [(&str, &str, &str); 10] = [
+    ("400", "BadRequest", "Malformed JSON, query string or header"),
+    ("401", "Unauthorized", "Missing or invalid bearer token (`WWW-Authenticate: Bearer`)"),
+    ("403", "Forbidden", "The token's role may not do this"),
+    ("404", "NotFound", "No such resource, or not the caller's"),
+    ("413", "PayloadTooLarge", "The body is over the configured limit"),
+    ("415", "UnsupportedMediaType", "The body is not sent as application/json"),
+    ("422", "ValidationFailed", "Invalid fields, each named in `errors` by JSON pointer"),
+    ("429", "RateLimited", "Over the caller's rate limit; retry after `Retry-After` seconds"),
+    ("500", "InternalError", "An unexpected error; the details are logged under the request id"),
+    ("503", "Unavailable", "Timed out, overloaded, or a dependency is down; retry later"),
+];
+
+impl Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (status, name, description) in COMMON {
+            let mut response = ResponseBuilder::new().description(description).content(
+                PROBLEM_JSON,
+                ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).build(),
+            );
+            if matches!(status, "429" | "503") {
+                let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build();
+                response = response
+                    .header("Retry-After", HeaderBuilder::new().schema(seconds).description(Some("seconds")).build());
+            }
+            components.responses.insert(name.to_owned(), RefOr::T(response.build()));
+        }
+        for item in doc.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete].into_iter().flatten()
+            {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = op.request_body.is_some();
+                let has_query = op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
+                let names_resource = op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Path);
+                for (status, name, _) in COMMON {
+                    let applies = match status {
+                        "401" | "403" => secured,
+                        "404" => names_resource,
+                        // A query string serde cannot read at all (e.g. a repeated key) is a 400.
+                        "400" => has_body || has_query,
+                        "413" | "415" | "422" => has_body,
+                        _ => true,
+                    };
+                    if applies {
+                        let reference: RefOr<Response> = RefOr::Ref(Ref::from_response_name(name));
+                        op.responses.responses.entry(status.to_owned()).or_insert(reference);
+                    }
+                }
+            }
+        }
     }
 }
 

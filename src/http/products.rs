@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::state::AppState;
 use crate::db::catalog::{self, Product};
 
 /// Active products with their price and units available to order. Public.
 #[utoipa::path(get, path = "/products", tag = "catalog",
-    responses((status = 200, body = [Product]), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = [Product])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Product>>, ApiError> {
     Ok(Json(catalog::list_active(&state.pool).await?))
 }

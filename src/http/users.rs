@@ -24,9 +24,9 @@ use crate::workflows::{OnboardingInput, UserOnboardingWorkflow};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(example = "ada@example.com")]
+    #[schema(required = true, value_type = String, format = Email, max_length = 254, example = "ada@example.com")]
     pub email: Option<String>,
-    #[schema(example = "Ada Lovelace")]
+    #[schema(required = true, value_type = String, example = "Ada Lovelace", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub name: Option<String>,
 }
 
@@ -34,7 +34,7 @@ pub struct CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// The six-digit code from the verification email.
-    #[schema(example = "123456")]
+    #[schema(required = true, value_type = String, example = "123456", pattern = r"^[0-9]{6}$")]
     pub code: Option<String>,
 }
 
@@ -47,8 +47,6 @@ fn workflow_id(id: Uuid) -> String {
     responses(
         (status = 201, body = UserView, headers(("Location" = String, description = "/users/{id}"))),
         (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -78,7 +76,6 @@ pub async fn create(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Verified: the account is active", body = UserView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already active, locked or expired", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong code (see `errors`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -94,7 +91,6 @@ pub async fn verify(
     if user.status != UserStatus::PendingVerification {
         return Err(ApiError::InvalidState(format!("the account is {}", user.status.as_str())));
     }
-    let code = code.trim().to_owned();
     if code.len() != 6 || !code.chars().all(|d| d.is_ascii_digit()) {
         let message = "must be the six digits from the email".into();
         return Err(ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]));
@@ -125,7 +121,7 @@ pub async fn verify(
 /// The account, for the user themself (token `sub` = the user id) or an admin.
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")), security(("bearerAuth" = [])),
-    responses((status = 200, body = UserView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = UserView)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

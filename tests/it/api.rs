@@ -180,6 +180,53 @@ async fn wrong_types_and_unknown_fields_are_422_with_a_pointer() {
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("zipcode"), "{p}");
 }
 
+/// Found by contract fuzzing: values are checked exactly as the document's
+/// patterns say, with no silent trimming of codes and no limit on text counted
+/// after trimming.
+#[tokio::test]
+async fn codes_and_text_are_checked_exactly_as_documented() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let mut body = order_body(json!([{"sku": format!(" {}", WIDGET.0), "quantity": 1, "unit_price": "19.990"}]));
+    body["shipping_address"]["zip_code"] = json!("\u{0666}2701");
+    body["shipping_address"]["country"] = json!(" US");
+    body["shipping_address"]["street"] = json!(format!("{}\t", "x".repeat(10)));
+    body["shipping_address"]["state"] = json!(" I ");
+    body["notes"] = json!(format!(" {} ", "n".repeat(999)));
+    let p = problem(app.post_order(&token, &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(
+        pointers,
+        [
+            "/items/0/sku",
+            "/items/0/unit_price",
+            "/shipping_address/street",
+            "/shipping_address/state",
+            "/shipping_address/zip_code",
+            "/shipping_address/country",
+            "/notes"
+        ]
+    );
+    // Surrounding spaces in free text are still trimmed, not refused.
+    let mut body = widgets(1);
+    body["shipping_address"]["city"] = json!("  Springfield ");
+    let id = app.place_order(&token, &body).await;
+    let order: Value = app.get_order(&token, &id).await.json().await.unwrap();
+    assert_eq!(order["shipping_address"]["city"], "Springfield");
+}
+
+/// Found by contract fuzzing: a query string that cannot be read at all is a
+/// documented 400 problem, and another customer's listing is 403.
+#[tokio::test]
+async fn an_unreadable_query_string_is_400_and_another_customers_list_is_403() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let get = |query: &'static str| app.http.get(format!("{}/orders?{query}", app.address)).bearer_auth(&token).send();
+    problem(get("status=paid&status=paid").await.unwrap(), StatusCode::BAD_REQUEST).await;
+    problem(get("customer_id=b").await.unwrap(), StatusCode::FORBIDDEN).await;
+    assert_eq!(get("customer_id=a").await.unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn unknown_or_inactive_skus_are_422() {
     let app = spawn_app().await;

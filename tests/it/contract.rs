@@ -11,3 +11,35 @@ fn the_committed_openapi_document_is_current() {
         "openapi/openapi.json is stale: run `cargo run --bin orders-api -- openapi` and commit the result"
     );
 }
+
+/// Every operation documents every status the service can answer it with, so
+/// clients and the contract fuzzer (scripts/contract) are never surprised:
+/// 429/500/503 everywhere, 401/403 where a token is needed, 404 where the path
+/// names a resource, 400/413/415/422 where a JSON body is read.
+#[test]
+fn every_operation_documents_the_errors_it_can_answer_with() {
+    let doc: serde_json::Value = serde_json::from_str(&orders::http::openapi::document().unwrap()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let mut expected = vec!["429", "500", "503"];
+            if op.get("security").is_some() {
+                expected.extend(["401", "403"]);
+            }
+            if path.contains('{') {
+                expected.push("404");
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            for status in expected {
+                assert!(responses.contains_key(status), "{method} {path} does not document {status}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 14, "every operation was checked");
+    let retry = &doc["components"]["responses"]["RateLimited"]["headers"]["Retry-After"];
+    assert!(retry.is_object(), "429 documents Retry-After");
+}

@@ -70,8 +70,9 @@ async fn bad_parameters_are_named_and_other_customers_are_refused() {
     let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
     assert_eq!(pointers, ["/status", "/created_after", "/limit", "/cursor"]);
 
+    // Another customer's orders: refused (403), not silently narrowed to one's own.
     let (status, _) = list(&app, &alice, "customer_id=bob").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = list(&app, &app.token("ups", Role::Carrier), "").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -49,7 +49,7 @@ fn invalid_state(status: OrderStatus, action: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// Why; 1 to 500 characters.
-    #[schema(example = "ordered the wrong size")]
+    #[schema(required = true, value_type = String, example = "ordered the wrong size", max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -59,9 +59,7 @@ pub struct CancelBody {
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Cancelled (or it already was)", body = OrderView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "In transit or finished", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn cancel(
@@ -93,9 +91,7 @@ pub async fn cancel(
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 200, body = OrderView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Shipment already booked", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn amend_address(
@@ -135,8 +131,10 @@ pub enum Decision {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
+    #[schema(required = true, value_type = Decision)]
     pub decision: Option<Decision>,
     /// At most 500 characters; shown on the timeline when rejecting.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub note: Option<String>,
 }
 
@@ -146,10 +144,7 @@ pub struct ReviewBody {
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not awaiting review", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn review(
@@ -181,11 +176,13 @@ pub async fn review(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentEventBody {
+    #[schema(required = true, value_type = ShipmentEventKind)]
     pub event: Option<ShipmentEventKind>,
     /// RFC 3339 time of the event at the carrier.
-    #[schema(example = "2026-11-25T10:00:00Z")]
+    #[schema(required = true, value_type = String, format = DateTime, example = "2026-11-25T10:00:00Z")]
     pub at: Option<String>,
     /// At most 500 characters.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub detail: Option<String>,
 }
 
@@ -195,10 +192,7 @@ pub struct ShipmentEventBody {
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not shipped yet", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn shipment_event(
@@ -212,7 +206,7 @@ pub async fn shipment_event(
     let mut errors = FieldErrors::new();
     let event = errors.required("/event", body.event);
     let at = errors.required("/at", body.at).and_then(|t| {
-        let parsed = chrono::DateTime::parse_from_rfc3339(t.trim())
+        let parsed = chrono::DateTime::parse_from_rfc3339(&t)
             .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339())
             .map_err(|_| "must be an RFC 3339 timestamp".to_owned());
         errors.check("/at", parsed)

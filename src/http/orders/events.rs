@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::db::orders::{self, EVENTS_CHANNEL, EventView};
 use crate::domain::{OrderId, OrderStatus};
 use crate::http::auth::{Caller, Role};
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
 /// Re-read even without a notification this often (a missed NOTIFY costs at most this).
@@ -71,6 +71,21 @@ impl Default for EventHub {
     }
 }
 
+/// One Server-Sent Event of the stream, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the stream is written by `to_sse`
+pub struct TimelineSseEvent {
+    /// The event id; send it back as `Last-Event-ID` to resume.
+    #[schema(example = "42")]
+    id: String,
+    /// The event's `status` (an order status, or `exception`).
+    #[schema(example = "paid")]
+    event: String,
+    /// The timeline event as JSON (schema `EventView`).
+    #[schema(example = r#"{"id":42,"status":"paid","detail":"payment captured","at":"2026-11-25T10:00:00Z"}"#)]
+    data: String,
+}
+
 fn is_terminal(status: &str) -> bool {
     OrderStatus::parse(status).is_some_and(OrderStatus::is_terminal)
 }
@@ -93,11 +108,10 @@ struct Subscription {
 /// the stream ends after a terminal status.
 #[utoipa::path(get, path = "/orders/{id}/events", tag = "orders",
     params(("id" = String, Path, description = "Order id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")),
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event `id` (anything else: from the start)")),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "text/event-stream of timeline events (`event`: the status, `data`: the event as JSON)", content_type = "text/event-stream", body = String),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Timeline events as Server-Sent Events: `id` the event id, `event` the status, `data` the event as JSON", content_type = "text/event-stream", body = TimelineSseEvent),
     ))]
 pub async fn stream(
     State(state): State<AppState>,

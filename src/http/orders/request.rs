@@ -23,31 +23,34 @@ use crate::domain::{Address, FieldErrors, NewOrder, OrderLineRequest, PaymentMet
 }))]
 pub struct CreateOrderRequest {
     /// 1 to 50 lines, each SKU at most once.
+    #[schema(required = true, value_type = Vec<ItemInput>, min_items = 1, max_items = 50)]
     pub items: Option<Vec<ItemInput>>,
+    #[schema(required = true, value_type = AddressInput)]
     pub shipping_address: Option<AddressInput>,
     /// Defaults to the shipping address.
     pub billing_address: Option<AddressInput>,
-    /// credit_card | debit_card | paypal | bank_transfer
-    #[schema(example = "credit_card")]
+    #[schema(required = true, value_type = PaymentMethod, example = "credit_card")]
     pub payment_method: Option<String>,
     /// The payment provider's token for the customer's instrument (never returned by the API).
-    #[schema(example = "tok_ok")]
+    #[schema(required = true, value_type = String, example = "tok_ok", min_length = 1, max_length = 255,
+        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]+$")]
     pub payment_token: Option<String>,
     /// At most 1000 characters.
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub notes: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
-    #[schema(example = "WIDGET-1")]
+    #[schema(required = true, value_type = String, example = "WIDGET-1", pattern = r"^[A-Z0-9][A-Z0-9-]{0,63}$")]
     pub sku: Option<String>,
     /// 1 to 1000.
-    #[schema(example = 2)]
+    #[schema(required = true, value_type = i64, example = 2, minimum = 1, maximum = 1000)]
     pub quantity: Option<i64>,
     /// The price the shopper saw, as a decimal string. Optional; if sent it must
     /// equal the catalog price (else 409 price_changed). The catalog price is always what is charged.
-    #[schema(value_type = Option<String>, example = "19.99")]
+    #[schema(value_type = Option<String>, example = "19.99", pattern = r"^[0-9]{1,10}(\.[0-9]{1,2})?$")]
     pub unit_price: Option<String>,
 }
 
