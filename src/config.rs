@@ -93,6 +93,9 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    /// After SIGTERM the API answers `/readyz` with 503 this long before it stops
+    /// accepting, so a load balancer takes it out of rotation first.
+    pub shutdown_delay: Duration,
     /// Orders accepted while Temporal was unreachable are started by a loop this often.
     pub start_recovery_interval: Duration,
 }
@@ -103,6 +106,10 @@ pub struct WorkerSettings {
     pub max_concurrent_local_activities: usize,
     pub max_concurrent_workflow_tasks: usize,
     pub max_cached_workflows: usize,
+    /// Liveness and readiness (`/healthz`, `/readyz`).
+    pub health_addr: SocketAddr,
+    /// Prometheus `/metrics`: the Temporal SDK's worker metrics and ours.
+    pub metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +293,16 @@ impl Settings {
             max_concurrent_local_activities: env.count("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES", 10)?,
             max_concurrent_workflow_tasks: env.count("ORDERS_WORKER_MAX_WORKFLOW_TASKS", 50)?,
             max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 1000)?,
+            health_addr: env.parse(
+                "ORDERS_WORKER_HEALTH_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8081)),
+                "a socket address like 0.0.0.0:8081",
+            )?,
+            metrics_addr: env.parse(
+                "ORDERS_WORKER_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9464)),
+                "a socket address like 0.0.0.0:9464",
+            )?,
         };
         // Every activity may hold a connection; more slots than connections would only queue on the pool.
         let db_activities = worker.max_concurrent_activities + worker.max_concurrent_local_activities;
@@ -392,6 +409,7 @@ impl Settings {
             worker,
             log_format,
             shutdown_grace: env.duration("ORDERS_SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            shutdown_delay: env.duration("ORDERS_SHUTDOWN_DELAY", Duration::ZERO)?,
             start_recovery_interval: env.duration("ORDERS_START_RECOVERY_INTERVAL", Duration::from_secs(10))?,
         })
     }

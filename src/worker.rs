@@ -1,6 +1,8 @@
 //! The worker process: one task queue, `OrderWorkflow`, `UserOnboardingWorkflow` and their activities,
 //! concurrency bounded so activities never wait on the database pool.
 
+pub mod health;
+
 use std::time::Duration;
 
 use temporalio_client::Client;

@@ -4,12 +4,14 @@
 
 pub mod carrier;
 pub mod mailer;
+pub mod metrics;
 pub mod notifier;
 pub mod order;
 pub mod payment_gateway;
 pub mod users;
 
 pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier, SimulatedCarrierEvents};
+pub use metrics::OrderMetrics;
 pub use notifier::{Channel, LogNotifier, Notifier, WebhookNotifier};
 pub use order::OrderActivities;
 pub use payment_gateway::{HttpPaymentGateway, PaymentGateway, SimulatedPaymentGateway};
@@ -69,7 +71,11 @@ pub fn mailer(settings: &Settings) -> Result<Option<Arc<mailer::SmtpMailer>>, Se
 }
 
 /// Builds the activities with the integrations chosen by configuration.
-pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderActivities, SetupError> {
+pub fn from_settings(
+    settings: &Settings,
+    pool: sqlx::PgPool,
+    metrics: OrderMetrics,
+) -> Result<OrderActivities, SetupError> {
     let http = reqwest::Client::builder().timeout(settings.http_client_timeout).build()?;
     let http_for_webhooks = http.clone();
     let payments: Arc<dyn PaymentGateway> = match &settings.payment_gateway {
@@ -94,5 +100,5 @@ pub fn from_settings(settings: &Settings, pool: sqlx::PgPool) -> Result<OrderAct
         Some(mailer) => Arc::new(mailer::EmailNotifier { mailer, pool: pool.clone() }),
         None => Arc::new(LogNotifier(Channel::Email)),
     };
-    Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events, webhook, email })
+    Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events, webhook, email, metrics })
 }

@@ -17,6 +17,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::PartyError;
 use super::carrier::{Carrier, ShipmentRequest, SimulatedCarrierEvents};
+use super::metrics::{Compensation, OrderMetrics};
 use super::notifier::{Channel, Notifier};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
 use crate::db::{inventory, notifications, orders, payments, shipments};
@@ -30,6 +31,7 @@ pub struct OrderActivities {
     pub simulated_carrier_events: Option<SimulatedCarrierEvents>,
     pub webhook: Arc<dyn Notifier>,
     pub email: Arc<dyn Notifier>,
+    pub metrics: OrderMetrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +131,7 @@ impl OrderActivities {
             inventory::Reserve::Short(skus) => {
                 tx.rollback().await?;
                 tracing::info!(?skus, "out of stock");
+                self.metrics.stock_out();
                 Ok(Reservation::OutOfStock { skus })
             }
         }
@@ -146,6 +149,8 @@ impl OrderActivities {
             return Ok(Charge::Captured { reference: "none".into() });
         }
         let payment = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await?;
+        // An earlier attempt's answer is replayed, not counted again.
+        let replayed = matches!(payment.status.as_str(), "succeeded" | "declined");
         let result = match (payment.status.as_str(), payment.provider_reference) {
             // An earlier attempt got the gateway's answer; only the status write may be missing.
             ("succeeded", Some(reference)) => ChargeResult::Captured { reference },
@@ -164,6 +169,7 @@ impl OrderActivities {
                     Ok(result) => result,
                     Err(PartyError::Permanent(reason)) => {
                         payments::refuse(&self.pool, id, payments::Refusal::Failed, &reason).await?;
+                        self.metrics.payment_declined();
                         return Err(permanent("PaymentFailed", reason));
                     }
                     Err(transient) => return Err(party("PaymentFailed", transient)),
@@ -182,6 +188,9 @@ impl OrderActivities {
             ChargeResult::Declined { reason } => {
                 payments::refuse(&self.pool, id, payments::Refusal::Declined, &reason).await?;
                 tracing::info!(%reason, "payment declined");
+                if !replayed {
+                    self.metrics.payment_declined();
+                }
                 Ok(Charge::Declined { reason })
             }
         }
@@ -212,6 +221,7 @@ impl OrderActivities {
                 let mut tx = self.pool.begin().await?;
                 payments::succeed(&mut tx, id, payments::Kind::Refund, &reference).await?;
                 tx.commit().await?;
+                self.metrics.compensated(Compensation::Refund);
             }
             RefundResult::NothingToRefund => {
                 payments::discard_pending(&self.pool, id, payments::Kind::Refund).await?;
@@ -263,6 +273,7 @@ impl OrderActivities {
         let key = format!("ship-cancel-{id}");
         self.carrier.cancel(&key, &booking.tracking_number).await.map_err(|e| party("ShipmentCancelFailed", e))?;
         shipments::mark_cancelled(&self.pool, id).await?;
+        self.metrics.compensated(Compensation::CancelShipment);
         Ok(())
     }
 
@@ -279,6 +290,9 @@ impl OrderActivities {
         }
         let moved = orders::transition(&mut tx, a.order_id, a.to, None, Some(&a.detail)).await?;
         tx.commit().await?;
+        if moved && a.to.is_terminal() {
+            self.metrics.finished(a.to);
+        }
         Ok(moved)
     }
 
@@ -352,8 +366,14 @@ impl OrderActivities {
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, id).await?;
         let released = inventory::release(&mut tx, id).await?;
-        orders::transition(&mut tx, id, c.reason.status(), Some(c.reason), Some(&c.detail)).await?;
+        let moved = orders::transition(&mut tx, id, c.reason.status(), Some(c.reason), Some(&c.detail)).await?;
         tx.commit().await?;
+        if released > 0 {
+            self.metrics.compensated(Compensation::ReleaseStock);
+        }
+        if moved {
+            self.metrics.finished(c.reason.status());
+        }
         tracing::info!(reason = c.reason.as_str(), released, "order closed");
         Ok(())
     }

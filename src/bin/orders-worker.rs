@@ -1,9 +1,15 @@
-//! `orders-worker`: runs order workflows and their activities until SIGTERM or Ctrl-C.
+//! `orders-worker`: runs order workflows and their activities until SIGTERM or Ctrl-C,
+//! with probes on `ORDERS_WORKER_HEALTH_ADDR` and Prometheus metrics on `ORDERS_WORKER_METRICS_ADDR`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use orders::activities::OrderMetrics;
+use orders::worker::health::{self, WorkerHealth};
 use orders::{activities, config::Settings, db, telemetry, temporal, worker};
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
 use temporalio_sdk::Runtime;
 use temporalio_sdk::runtime::RuntimeOptions;
 
@@ -13,20 +19,46 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     tracing::info!(task_queue = %settings.task_queue, temporal = %settings.temporal_address, "orders-worker starting");
 
+    // Prometheus conventions: `_total` counters, durations in seconds with the unit in the name.
+    let prometheus = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder()
+            .socket_addr(settings.worker.metrics_addr)
+            .counters_total_suffix(true)
+            .unit_suffix(true)
+            .use_seconds_for_durations(true)
+            .build(),
+    )
+    .map_err(|e| anyhow::anyhow!("metrics on {}: {e}", settings.worker.metrics_addr))?;
+    let meter = prometheus.meter.clone() as Arc<dyn CoreMeter>;
+    let telemetry_options = TelemetryOptions::builder().metrics(meter.clone()).build();
     // The runtime must exist before the client connects.
-    let runtime = Runtime::from_current_tokio(RuntimeOptions::builder().build().map_err(anyhow::Error::msg)?)?;
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder().telemetry_options(telemetry_options).build().map_err(anyhow::Error::msg)?,
+    )?;
     let client = temporal::connect(&settings, "orders-worker").await?;
     let pool = db::pool(&settings)?;
-    let activities = activities::from_settings(&settings, pool).context("building the HTTP client")?;
-    let mut worker = worker::build(&runtime, client, &settings, activities)?;
+    let activities = activities::from_settings(&settings, pool.clone(), OrderMetrics::new(meter))
+        .context("building the HTTP client")?;
+    let mut worker = worker::build(&runtime, client.clone(), &settings, activities)?;
+
+    let polling = Arc::new(AtomicBool::new(true));
+    let probes = tokio::net::TcpListener::bind(settings.worker.health_addr)
+        .await
+        .with_context(|| format!("probes on {}", settings.worker.health_addr))?;
+    let health =
+        WorkerHealth { client, pool, namespace: settings.temporal_namespace.clone(), polling: polling.clone() };
+    let probes = tokio::spawn(async move { axum::serve(probes, health::router(health)).await });
 
     let stop = Arc::new(worker.shutdown_handle());
     tokio::spawn(async move {
         orders::shutdown_signal().await;
+        // Not ready first, so nothing new is routed here; then stop polling and drain.
+        polling.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: no new tasks; finishing running activities");
         stop();
     });
     worker.run().await?;
+    probes.abort();
     tracing::info!("orders-worker stopped");
     Ok(())
 }

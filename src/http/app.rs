@@ -47,9 +47,15 @@ impl Application {
                 limiter.retain_recent();
             }
         });
+        let stopping = self.state.stopping.clone();
+        let delay = self.state.settings.shutdown_delay;
         let app = super::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
+            // Not ready first, still serving, so a load balancer can take this replica out of rotation.
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(delay_secs = delay.as_secs_f64(), "shutting down: readiness off");
+            tokio::time::sleep(delay).await;
             tracing::info!("shutting down: draining in-flight requests");
             let _ = stopping_tx.send(());
         });

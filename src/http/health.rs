@@ -31,7 +31,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Postgres and Temporal both answer; 503 otherwise.
+/// Postgres and Temporal both answer and the process is not shutting down; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
@@ -43,7 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         }
     };
     let (postgres, temporal) = tokio::join!(db::is_reachable(&state.pool, timeout), temporal_up);
-    let ready = postgres && temporal;
+    let ready = postgres && temporal && !state.stopping.load(std::sync::atomic::Ordering::SeqCst);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, postgres, temporal }))
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod products;
@@ -40,6 +41,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let track = middleware::from_fn_with_state(state.clone(), metrics::track);
     let no_store = HeaderValue::from_static("no-store");
     Router::new()
         .route("/orders", post(orders::create).get(orders::list::list))
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/verify", post(users::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         // Order and account data is private: never cached by browsers or proxies.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, no_store))
         .merge(openapi::routes())
@@ -71,6 +74,8 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"), request_id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Outside the limits, so shed, timed-out and refused requests are counted too.
+                .layer(track)
                 .layer(SetResponseHeaderLayer::if_not_present(
                     HeaderName::from_static("x-content-type-options"),
                     HeaderValue::from_static("nosniff"),

@@ -1,12 +1,14 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::PgPool;
 use temporalio_client::Client;
 use tokio::sync::OnceCell;
 
 use super::auth::{JwtKeys, KeyError};
+use super::metrics::HttpMetrics;
 use super::orders::events::EventHub;
 use super::rate_limit::{Limiter, limiter};
 use crate::config::Settings;
@@ -19,6 +21,9 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub events: EventHub,
     pub rate_limiter: Limiter,
+    pub metrics: HttpMetrics,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub stopping: Arc<AtomicBool>,
     /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
     temporal: Arc<OnceCell<Client>>,
 }
@@ -27,7 +32,16 @@ impl AppState {
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Result<Self, KeyError> {
         let jwt = JwtKeys::from_settings(&settings.jwt)?;
         let rate_limiter = limiter(settings.rate_limit_per_second, settings.rate_limit_burst);
-        Ok(Self { settings, pool, jwt, events: EventHub::new(), rate_limiter, temporal: Arc::new(OnceCell::new()) })
+        Ok(Self {
+            settings,
+            pool,
+            jwt,
+            events: EventHub::new(),
+            rate_limiter,
+            metrics: HttpMetrics::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            temporal: Arc::new(OnceCell::new()),
+        })
     }
 
     pub async fn temporal(&self) -> Result<&Client, TemporalError> {

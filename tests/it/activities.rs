@@ -45,6 +45,7 @@ fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironm
             simulated_carrier_events: None,
             webhook: Arc::new(LogNotifier(Channel::Webhook)),
             email: Arc::new(LogNotifier(Channel::Email)),
+            metrics: orders::activities::OrderMetrics::disabled(),
         })
         .build()
 }

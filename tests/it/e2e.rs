@@ -1,10 +1,11 @@
 //! The shipped binaries, as processes: `orders-api migrate`, `serve` and
-//! `orders-worker` take an order placed over HTTP to `shipped`, then stop on SIGTERM.
+//! `orders-worker` take orders placed over HTTP to their end, expose probes and
+//! Prometheus metrics, and stop gracefully on SIGTERM, also under load.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -19,92 +20,283 @@ impl Drop for Process {
 
 impl Process {
     /// Sends SIGTERM and returns whether the process exited cleanly within `within`.
-    fn terminate(&mut self, within: Duration) -> bool {
+    async fn terminate(&mut self, within: Duration) -> bool {
         let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {
                 return status.success();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
     }
 }
 
-fn binary(name: &str, env: &[(String, String)], args: &[&str]) -> Command {
-    let path = match name {
-        "orders-api" => env!("CARGO_BIN_EXE_orders-api"),
-        _ => env!("CARGO_BIN_EXE_orders-worker"),
-    };
-    let mut cmd = Command::new(path);
-    cmd.args(args).envs(env.iter().cloned()).env("ORDERS_LOG_FORMAT", "text").stdout(Stdio::null());
-    cmd
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An empty database, migrated by the binary itself, and the settings of one stack.
+struct Stack {
+    env: Vec<(String, String)>,
+    db: sqlx::PgPool,
+    api: String,
+    worker_health: String,
+    worker_metrics: String,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    async fn new() -> Stack {
+        let admin = std::env::var("ORDERS_TEST_DATABASE_URL").expect("run through scripts/test");
+        let name = format!("orders_e2e_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+        let database_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let (api, health, metrics) = (free_port(), free_port(), free_port());
+        let env: Vec<(String, String)> = [
+            ("DATABASE_URL", database_url.clone()),
+            ("TEMPORAL_ADDRESS", std::env::var("ORDERS_TEST_TEMPORAL_ADDRESS").unwrap()),
+            ("TEMPORAL_TASK_QUEUE", format!("orders-e2e-{}", uuid::Uuid::new_v4().simple())),
+            ("ORDERS_HTTP_ADDR", format!("127.0.0.1:{api}")),
+            ("ORDERS_WORKER_HEALTH_ADDR", format!("127.0.0.1:{health}")),
+            ("ORDERS_WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
+            ("ORDERS_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("ORDERS_START_RECOVERY_INTERVAL", "1s".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let stack = Stack {
+            env,
+            db: sqlx::PgPool::connect_lazy(&database_url).unwrap(),
+            api: format!("http://127.0.0.1:{api}"),
+            worker_health: format!("http://127.0.0.1:{health}"),
+            worker_metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        };
+        assert!(stack.binary("orders-api", &["migrate"]).status().unwrap().success());
+        seed_catalog(&stack.db).await;
+        stack
+    }
+
+    fn binary(&self, name: &str, args: &[&str]) -> Command {
+        let path = match name {
+            "orders-api" => env!("CARGO_BIN_EXE_orders-api"),
+            _ => env!("CARGO_BIN_EXE_orders-worker"),
+        };
+        let mut cmd = Command::new(path);
+        cmd.args(args).envs(self.env.iter().cloned()).env("ORDERS_LOG_FORMAT", "text").stdout(Stdio::null());
+        cmd
+    }
+
+    async fn wait_ready(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.http.get(url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "{url} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn start_api(&self) -> Process {
+        let p = Process(self.binary("orders-api", &["serve"]).spawn().unwrap());
+        self.wait_ready(&format!("{}/readyz", self.api)).await;
+        p
+    }
+
+    async fn start_worker(&self) -> Process {
+        let p = Process(self.binary("orders-worker", &[]).spawn().unwrap());
+        self.wait_ready(&format!("{}/readyz", self.worker_health)).await;
+        p
+    }
+
+    fn token(&self, sub: &str) -> String {
+        let mut cmd = self.binary("orders-api", &["token", "--sub", sub, "--role", "customer"]);
+        String::from_utf8(cmd.stdout(Stdio::piped()).output().unwrap().stdout).unwrap().trim().to_owned()
+    }
+
+    async fn order(&self, token: &str, id: &str) -> Value {
+        let resp = self.http.get(format!("{}/orders/{id}", self.api)).bearer_auth(token).send().await.unwrap();
+        resp.json().await.unwrap()
+    }
+
+    async fn wait_for(&self, token: &str, id: &str, statuses: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let o = self.order(token, id).await;
+            if statuses.iter().any(|s| o["status"] == *s) {
+                return o;
+            }
+            assert!(Instant::now() < deadline, "order did not reach {statuses:?}: {o:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn scrape(&self, url: &str) -> String {
+        self.http.get(url).send().await.unwrap().error_for_status().unwrap().text().await.unwrap()
+    }
+}
+
+/// `promtool check metrics` on an exposition: names, types, help and units by the conventions.
+fn promtool_check(exposition: &str, what: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed; scripts/test installs it");
+    child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool on the {what} metrics:\n{report}");
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), or 0 when absent.
+fn series(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
 }
 
 #[tokio::test]
-async fn an_order_placed_over_http_reaches_shipped_through_the_binaries() {
-    // An empty database: the binary's own `migrate` creates the schema.
-    let admin = std::env::var("ORDERS_TEST_DATABASE_URL").expect("run through scripts/test");
-    let name = format!("orders_e2e_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
-    let database_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", database_url.clone()),
-        ("TEMPORAL_ADDRESS", std::env::var("ORDERS_TEST_TEMPORAL_ADDRESS").unwrap()),
-        ("TEMPORAL_TASK_QUEUE", format!("orders-e2e-{}", uuid::Uuid::new_v4().simple())),
-        ("ORDERS_HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("ORDERS_JWT_SECRET", JWT_SECRET.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probes_and_metrics() {
+    let stack = Stack::new().await;
+    let mut api = stack.start_api().await;
+    let mut worker = stack.start_worker().await;
+    let token = stack.token("e2e-customer");
 
-    let migrated = binary("orders-api", &env, &["migrate"]).status().unwrap();
-    assert!(migrated.success());
-    let db = sqlx::PgPool::connect(&database_url).await.unwrap();
-    seed_catalog(&db).await;
-    let mut api = Process(binary("orders-api", &env, &["serve"]).spawn().unwrap());
-    let mut worker = Process(binary("orders-worker", &env, &[]).spawn().unwrap());
-
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/readyz")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "API never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token_out = binary("orders-api", &env, &["token", "--sub", "e2e-customer", "--role", "customer"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    let token = String::from_utf8(token_out.stdout).unwrap().trim().to_owned();
-
-    let created: Value = http
-        .post(format!("{base}/orders"))
-        .bearer_auth(&token)
-        .json(&widgets(2))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().expect("order created").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let order = loop {
-        let o: Value =
-            http.get(format!("{base}/orders/{id}")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        if o["status"] == "shipped" {
-            break o;
-        }
-        assert!(Instant::now() < deadline, "order did not ship: {o:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let post = |body: Value| stack.http.post(format!("{}/orders", stack.api)).bearer_auth(&token).json(&body).send();
+    let shipped: Value = post(widgets(2)).await.unwrap().json().await.unwrap();
+    let mut declined = widgets(1);
+    declined["payment_token"] = json!("tok_declined");
+    let declined: Value = post(declined).await.unwrap().json().await.unwrap();
+    let order = stack.wait_for(&token, shipped["id"].as_str().unwrap(), &["shipped"]).await;
     assert!(order["shipment"]["tracking_number"].is_string());
+    stack.wait_for(&token, declined["id"].as_str().unwrap(), &["failed"]).await;
 
-    assert!(worker.terminate(Duration::from_secs(15)), "worker exits cleanly on SIGTERM");
-    assert!(api.terminate(Duration::from_secs(15)), "API exits cleanly on SIGTERM");
+    let api_metrics = stack.scrape(&format!("{}/metrics", stack.api)).await;
+    promtool_check(&api_metrics, "API");
+    assert_eq!(series(&api_metrics, "orders_created_total"), 2.0);
+    assert_eq!(series(&api_metrics, r#"orders_http_requests_total{method="POST",route="/orders",status="201"}"#), 2.0);
+    assert!(!api_metrics.contains(shipped["id"].as_str().unwrap()), "no ids in labels");
+
+    let worker_metrics = stack.scrape(&stack.worker_metrics).await;
+    promtool_check(&worker_metrics, "worker");
+    assert!(worker_metrics.contains("temporal_local_activity_execution_latency_seconds"), "the SDK's own metrics");
+    assert!(series(&worker_metrics, "orders_payment_declines_total") >= 1.0);
+    assert!(series(&worker_metrics, r#"orders_finished_total{status="failed"}"#) >= 1.0, "{worker_metrics}");
+    assert!(series(&worker_metrics, r#"orders_compensations_total{step="release_stock"}"#) >= 1.0);
+
+    assert!(worker.terminate(Duration::from_secs(15)).await, "worker exits cleanly on SIGTERM");
+    assert!(api.terminate(Duration::from_secs(15)).await, "API exits cleanly on SIGTERM");
+}
+
+/// SIGTERM to the worker and then to the API while clients keep placing orders
+/// (retrying with the same `Idempotency-Key` when the API is away): once both
+/// run again, every order reaches its end, one per key, charged at most once,
+/// and the stock adds up.
+#[tokio::test]
+async fn sigterm_under_load_loses_and_doubles_nothing() {
+    let stack = Stack::new().await;
+    let mut api = stack.start_api().await;
+    let mut worker = stack.start_worker().await;
+    let token = stack.token("e2e-load");
+    let (widget_stock_before, _) = stock(&stack.db, WIDGET.0).await;
+
+    const CLIENTS: usize = 4;
+    const ORDERS_PER_CLIENT: usize = 15;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (http, base, token) = (stack.http.clone(), stack.api.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut placed = Vec::new();
+                for n in 0..ORDERS_PER_CLIENT {
+                    let key = format!("load-{c}-{n}");
+                    let mut body = widgets(1);
+                    if n % 5 == 4 {
+                        body["payment_token"] = json!("tok_declined");
+                    }
+                    // A storefront's retry loop: same key until an answer that is not "try again".
+                    let id = loop {
+                        let sent = http
+                            .post(format!("{base}/orders"))
+                            .bearer_auth(&token)
+                            .header("Idempotency-Key", &key)
+                            .json(&body)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status().is_success() => {
+                                break r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+                            }
+                            Ok(r) => assert_eq!(r.status(), 503, "only 'try again' is acceptable"),
+                            Err(_) => {} // the API is restarting
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    };
+                    placed.push((key, id, n % 5 == 4));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                placed
+            })
+        })
+        .collect();
+
+    let count =
+        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap() };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_worker_stop = count().await;
+    assert!(worker.terminate(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker = stack.start_worker().await;
+    let at_api_stop = count().await;
+    assert!(api.terminate(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
+    let api = stack.start_api().await;
+    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
+    assert!(
+        0 < at_worker_stop && at_worker_stop < at_api_stop && at_api_stop < total,
+        "both stops came while orders were arriving: {at_worker_stop}, {at_api_stop} of {total}"
+    );
+
+    let mut placed = Vec::new();
+    for c in clients {
+        placed.extend(c.await.unwrap());
+    }
+    assert_eq!(placed.len(), CLIENTS * ORDERS_PER_CLIENT);
+    for (_, id, declined) in &placed {
+        let end = if *declined { "failed" } else { "shipped" };
+        let order = stack.wait_for(&token, id, &[end]).await;
+        assert_eq!(order["status"], end, "{order:#}");
+    }
+
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap();
+    assert_eq!(orders as usize, placed.len(), "one order per idempotency key");
+    let charges: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT o.status, count(p.*) FILTER (WHERE p.kind = 'charge' AND p.status = 'succeeded')
+           FROM orders o LEFT JOIN payments p ON p.order_id = o.id GROUP BY o.id, o.status",
+    )
+    .fetch_all(&stack.db)
+    .await
+    .unwrap();
+    for (status, succeeded) in charges {
+        assert_eq!(succeeded, i64::from(status == "shipped"), "a {status} order has {succeeded} successful charges");
+    }
+    let refunds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE kind = 'refund'").fetch_one(&stack.db).await.unwrap();
+    assert_eq!(refunds, 0, "nothing to refund: no order was cancelled after payment");
+    let shipped = placed.iter().filter(|(_, _, declined)| !declined).count() as i32;
+    let (available, reserved) = stock(&stack.db, WIDGET.0).await;
+    assert_eq!(reserved, shipped, "one unit held per shipped order, none for failed ones");
+    assert_eq!(available + reserved, widget_stock_before, "stock adds up");
+
+    drop((worker, api));
+}
+
+async fn stock(db: &sqlx::PgPool, sku: &str) -> (i32, i32) {
+    sqlx::query_as("SELECT available, reserved FROM inventory WHERE sku = $1").bind(sku).fetch_one(db).await.unwrap()
 }

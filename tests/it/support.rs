@@ -140,7 +140,8 @@ fn start_worker_thread(settings: Settings) -> TestWorker {
             let runtime = Runtime::from_current_tokio(Default::default()).expect("temporal runtime");
             let client = temporal::connect(&settings, "orders-test-worker").await.expect("worker connects");
             let pool = db::pool(&settings).expect("pool");
-            let acts = activities::from_settings(&settings, pool).expect("activities");
+            let acts =
+                activities::from_settings(&settings, pool, activities::OrderMetrics::disabled()).expect("activities");
             let mut w = worker::build(&runtime, client, &settings, acts).expect("worker builds");
             // The shutdown handle spawns onto the runtime it is called from: call it from this one,
             // not from the test's (which is blocked joining this thread).

@@ -59,6 +59,7 @@ pub async fn create(
 
     match orders::insert(&state.pool, &priced).await? {
         Recorded::Created { created_at, first_event_id } => {
+            state.metrics.orders_created.inc();
             start_workflow(&state, priced.id, priced.totals.total).await;
             let view = OrderView::accepted(&priced, created_at, first_event_id);
             let location = HeaderValue::from_str(&format!("/orders/{}", priced.id))

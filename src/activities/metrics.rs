@@ -1,0 +1,78 @@
+//! The worker's own business metrics, next to the Temporal SDK's worker
+//! metrics on the same Prometheus endpoint (they share the SDK's meter).
+//! Activity durations and failures by activity type are the SDK's
+//! (`temporal_local_activity_execution_latency_seconds`, `..._failed_total`);
+//! these add what only the activities know. Each is counted when the change is
+//! committed, so a retried activity does not count twice.
+
+use std::sync::Arc;
+
+use temporalio_common::telemetry::metrics::{
+    CoreMeter, Counter, MetricAttributes, MetricKeyValue, MetricParameters, NewAttributes, NoOpCoreMeter,
+};
+
+use crate::domain::OrderStatus;
+
+#[derive(Clone)]
+pub struct OrderMetrics {
+    meter: Arc<dyn CoreMeter>,
+    none: MetricAttributes,
+    declines: Counter,
+    stockouts: Counter,
+    compensations: Counter,
+    finished: Counter,
+}
+
+/// A compensating step that undid something.
+#[derive(Debug, Clone, Copy)]
+pub enum Compensation {
+    Refund,
+    CancelShipment,
+    ReleaseStock,
+}
+
+impl OrderMetrics {
+    pub fn new(meter: Arc<dyn CoreMeter>) -> Self {
+        let counter = |name: &'static str, description: &'static str| {
+            meter.counter(MetricParameters { name: name.into(), description: description.into(), unit: "".into() })
+        };
+        Self {
+            none: meter.new_attributes(NewAttributes::default()),
+            declines: counter("orders_payment_declines", "Payments the gateway declined or refused"),
+            stockouts: counter("orders_stockouts", "Orders that could not reserve stock for every line"),
+            compensations: counter("orders_compensations", "Compensating steps that undid something, by step"),
+            finished: counter("orders_finished", "Orders that reached an end status, by status"),
+            meter,
+        }
+    }
+
+    /// For tests and tools that run activities without an exporter.
+    pub fn disabled() -> Self {
+        Self::new(Arc::new(NoOpCoreMeter))
+    }
+
+    fn labelled(&self, key: &str, value: &'static str) -> MetricAttributes {
+        self.meter.new_attributes(NewAttributes::from([MetricKeyValue::new(key, value)]))
+    }
+
+    pub fn payment_declined(&self) {
+        self.declines.add(1, &self.none);
+    }
+
+    pub fn stock_out(&self) {
+        self.stockouts.add(1, &self.none);
+    }
+
+    pub fn compensated(&self, step: Compensation) {
+        let step = match step {
+            Compensation::Refund => "refund",
+            Compensation::CancelShipment => "cancel_shipment",
+            Compensation::ReleaseStock => "release_stock",
+        };
+        self.compensations.add(1, &self.labelled("step", step));
+    }
+
+    pub fn finished(&self, status: OrderStatus) {
+        self.finished.add(1, &self.labelled("status", status.as_str()));
+    }
+}
