@@ -106,6 +106,8 @@ pub struct WorkerSettings {
     pub max_concurrent_local_activities: usize,
     pub max_concurrent_workflow_tasks: usize,
     pub max_cached_workflows: usize,
+    /// Concurrent long polls per task type (workflow tasks, activity tasks).
+    pub max_pollers: usize,
     /// Liveness and readiness (`/healthz`, `/readyz`).
     pub health_addr: SocketAddr,
     /// Prometheus `/metrics`: the Temporal SDK's worker metrics and ours.
@@ -293,6 +295,7 @@ impl Settings {
             max_concurrent_local_activities: env.count("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES", 10)?,
             max_concurrent_workflow_tasks: env.count("ORDERS_WORKER_MAX_WORKFLOW_TASKS", 50)?,
             max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 1000)?,
+            max_pollers: env.count("ORDERS_WORKER_MAX_POLLERS", 5)?,
             health_addr: env.parse(
                 "ORDERS_WORKER_HEALTH_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8081)),

@@ -6,6 +6,7 @@ pub mod health;
 use std::time::Duration;
 
 use temporalio_client::Client;
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -43,6 +44,8 @@ pub fn build(
         .register_activities(activities)
         .tuner(tuner)
         .max_cached_workflows(w.max_cached_workflows)
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(w.max_pollers))
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(w.max_pollers))
         // Leave room inside the process's own grace period to finish the drain.
         .graceful_shutdown_period(settings.shutdown_grace.saturating_sub(Duration::from_secs(2)))
         .build();

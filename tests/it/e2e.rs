@@ -154,6 +154,20 @@ fn promtool_check(exposition: &str, what: &str) {
     assert!(out.status.success() && report.trim().is_empty(), "promtool on the {what} metrics:\n{report}");
 }
 
+/// The example alert rules of docs/operations.md pass `promtool check rules` and
+/// every metric of ours they use is one the binaries really expose.
+fn alert_rules_are_valid_and_name_real_metrics(expositions: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/prometheus-rules.yml");
+    let out = Command::new("promtool").args(["check", "rules", path]).output().expect("promtool runs");
+    assert!(out.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&out.stdout));
+    let rules = std::fs::read_to_string(path).unwrap();
+    let names = regex::Regex::new(r"\borders_[a-z_]+").unwrap();
+    for name in names.find_iter(&rules).map(|m| m.as_str()) {
+        let base = name.trim_end_matches("_bucket");
+        assert!(expositions.contains(&format!("# TYPE {base} ")), "the rules use {name}, which is not exposed");
+    }
+}
+
 /// The value of one series (`name{labels}` exactly as exposed), or 0 when absent.
 fn series(exposition: &str, series: &str) -> f64 {
     exposition
@@ -191,6 +205,7 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     assert!(series(&worker_metrics, "orders_payment_declines_total") >= 1.0);
     assert!(series(&worker_metrics, r#"orders_finished_total{status="failed"}"#) >= 1.0, "{worker_metrics}");
     assert!(series(&worker_metrics, r#"orders_compensations_total{step="release_stock"}"#) >= 1.0);
+    alert_rules_are_valid_and_name_real_metrics(&format!("{api_metrics}{worker_metrics}"));
 
     assert!(worker.terminate(Duration::from_secs(15)).await, "worker exits cleanly on SIGTERM");
     assert!(api.terminate(Duration::from_secs(15)).await, "API exits cleanly on SIGTERM");
