@@ -37,7 +37,13 @@ pub async fn connect(settings: &Settings, identity: &str) -> Result<Client, Temp
         .identity(format!("{identity}@{}", hostname()))
         .connect_timeout(Duration::from_secs(10))
         .build();
-    let opts = ClientOptions::new(settings.temporal_namespace.clone()).build();
+    let mut opts = ClientOptions::new(settings.temporal_namespace.clone());
+    if crate::telemetry::otlp_configured() {
+        // Trace context rides in Temporal headers from the start through the workflow
+        // into every activity; workers built on this client inherit the plugin.
+        opts = opts.plugin(temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder().build());
+    }
+    let opts = opts.build();
     Client::connect(conn, opts).await.map_err(|e| TemporalError::Connect { address, message: e.to_string() })
 }
 
@@ -65,6 +71,14 @@ pub fn order_input(settings: &Settings, id: OrderId, total: Decimal) -> OrderInp
     }
 }
 
+/// Runs a client call (start, signal, update) in the current `tracing` span's
+/// OpenTelemetry context: the SDK's tracing plugin reads that context, so the
+/// call and the workflow's handling of it join the caller's trace.
+pub fn traced<F: std::future::Future>(call: F) -> opentelemetry::trace::WithContext<F> {
+    let context = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+    opentelemetry::trace::FutureExt::with_context(call, context)
+}
+
 /// Starts a workflow idempotently on its id: a start repeated while it runs
 /// attaches to that run; one repeated after it closed is refused by the server,
 /// which also means "started".
@@ -83,7 +97,7 @@ where
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
-    match client.start_workflow(workflow, input, opts).await {
+    match traced(client.start_workflow(workflow, input, opts)).await {
         Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
         Err(e) => Err(e),
     }

@@ -112,7 +112,7 @@ fn missing(id: OrderId) -> ActivityError {
 impl OrderActivities {
     /// Holds stock for every line in one transaction, or for none.
     #[activity(name = "ReserveInventory")]
-    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "ReserveInventory"))]
+    #[tracing::instrument(name = "ReserveInventory", skip_all, fields(order_id = %id, activity = "ReserveInventory"))]
     pub async fn reserve_inventory(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -139,7 +139,7 @@ impl OrderActivities {
 
     /// Charges the order total once: the gateway sees the same idempotency key on every attempt.
     #[activity(name = "ChargePayment")]
-    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "ChargePayment"))]
+    #[tracing::instrument(name = "ChargePayment", skip_all, fields(order_id = %id, activity = "ChargePayment"))]
     pub async fn charge_payment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
         let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
         if order.total <= Decimal::ZERO {
@@ -198,7 +198,7 @@ impl OrderActivities {
 
     /// Returns a captured charge. Safe to call when nothing was captured.
     #[activity(name = "RefundPayment")]
-    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "RefundPayment"))]
+    #[tracing::instrument(name = "RefundPayment", skip_all, fields(order_id = %id, activity = "RefundPayment"))]
     pub async fn refund_payment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
         let Some(charge) = payments::find(&self.pool, id, payments::Kind::Charge).await? else {
             return Ok(());
@@ -234,7 +234,7 @@ impl OrderActivities {
     /// then records the shipment and marks the order shipped in one transaction.
     /// Stock stays reserved until the carrier has the parcel (`advance` to in_transit).
     #[activity(name = "BookShipment")]
-    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "BookShipment"))]
+    #[tracing::instrument(name = "BookShipment", skip_all, fields(order_id = %id, activity = "BookShipment"))]
     pub async fn book_shipment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
         let booking = match shipments::find(&self.pool, id).await? {
             Some(s) => s,
@@ -264,7 +264,7 @@ impl OrderActivities {
 
     /// Cancels the carrier booking of an order that has not left the warehouse.
     #[activity(name = "CancelShipment")]
-    #[tracing::instrument(skip_all, fields(order_id = %id, activity = "CancelShipment"))]
+    #[tracing::instrument(name = "CancelShipment", skip_all, fields(order_id = %id, activity = "CancelShipment"))]
     pub async fn cancel_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
         let Some(booking) = shipments::find(&self.pool, id).await? else { return Ok(()) };
         if shipments::is_cancelled(&self.pool, id).await? {
@@ -281,7 +281,7 @@ impl OrderActivities {
     /// carrier has the parcel (in transit, delivered, or overdue), its reserved
     /// stock is consumed. Returns whether the order moved.
     #[activity(name = "AdvanceOrder")]
-    #[tracing::instrument(skip_all, fields(order_id = %a.order_id, activity = "AdvanceOrder"))]
+    #[tracing::instrument(name = "AdvanceOrder", skip_all, fields(order_id = %a.order_id, activity = "AdvanceOrder"))]
     pub async fn advance(self: Arc<Self>, _ctx: ActivityContext, a: Advance) -> Result<bool, ActivityError> {
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, a.order_id).await?;
@@ -298,7 +298,7 @@ impl OrderActivities {
 
     /// Records a carrier exception on the timeline (and so in the outbox), once per event time.
     #[activity(name = "RecordCarrierException")]
-    #[tracing::instrument(skip_all, fields(order_id = %e.order_id, activity = "RecordCarrierException"))]
+    #[tracing::instrument(name = "RecordCarrierException", skip_all, fields(order_id = %e.order_id, activity = "RecordCarrierException"))]
     pub async fn record_exception(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -312,7 +312,7 @@ impl OrderActivities {
 
     /// Changes the shipping address; false when the order can no longer be amended.
     #[activity(name = "AmendShippingAddress")]
-    #[tracing::instrument(skip_all, fields(order_id = %a.order_id, activity = "AmendShippingAddress"))]
+    #[tracing::instrument(name = "AmendShippingAddress", skip_all, fields(order_id = %a.order_id, activity = "AmendShippingAddress"))]
     pub async fn amend_address(self: Arc<Self>, _ctx: ActivityContext, a: AmendAddress) -> Result<bool, ActivityError> {
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, a.order_id).await?;
@@ -330,7 +330,7 @@ impl OrderActivities {
     /// returns how many went out. A failure is recorded and retried with backoff
     /// (the whole batch again: delivered ones are skipped, so none goes twice).
     #[activity(name = "DeliverNotifications")]
-    #[tracing::instrument(skip_all, fields(order_id = %d.order_id, channel = d.channel.as_str(), activity = "DeliverNotifications"))]
+    #[tracing::instrument(name = "DeliverNotifications", skip_all, fields(order_id = %d.order_id, channel = d.channel.as_str(), activity = "DeliverNotifications"))]
     pub async fn deliver_notifications(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -360,7 +360,7 @@ impl OrderActivities {
     /// stock and marks the order failed or cancelled with its reason (the timeline
     /// event and its notification come with the status change).
     #[activity(name = "CloseOrder")]
-    #[tracing::instrument(skip_all, fields(order_id = %c.order_id, activity = "CloseOrder"))]
+    #[tracing::instrument(name = "CloseOrder", skip_all, fields(order_id = %c.order_id, activity = "CloseOrder"))]
     pub async fn close_order(self: Arc<Self>, _ctx: ActivityContext, c: CloseOrder) -> Result<(), ActivityError> {
         let id = c.order_id;
         let mut tx = self.pool.begin().await?;

@@ -65,7 +65,7 @@ pub fn code_hash(user_id: Uuid, code: &str) -> String {
 impl UserActivities {
     /// Makes a six-digit code, stores its hash and queues the email with it.
     #[activity(name = "SendVerificationCode")]
-    #[tracing::instrument(skip_all, fields(user_id = %user_id, activity = "SendVerificationCode"))]
+    #[tracing::instrument(name = "SendVerificationCode", skip_all, fields(user_id = %user_id, activity = "SendVerificationCode"))]
     pub async fn send_verification(self: Arc<Self>, _ctx: ActivityContext, user_id: Uuid) -> Result<(), ActivityError> {
         let random = Uuid::new_v4();
         let bytes = random.as_bytes();
@@ -78,7 +78,7 @@ impl UserActivities {
 
     /// Checks a code, counting a wrong one; locks the account at the last allowed attempt.
     #[activity(name = "CheckVerificationCode")]
-    #[tracing::instrument(skip_all, fields(user_id = %c.user_id, activity = "CheckVerificationCode"))]
+    #[tracing::instrument(name = "CheckVerificationCode", skip_all, fields(user_id = %c.user_id, activity = "CheckVerificationCode"))]
     pub async fn check_code(self: Arc<Self>, _ctx: ActivityContext, c: CodeCheck) -> Result<CodeResult, ActivityError> {
         let (matched, failed) = users::check_code(&self.pool, c.user_id, &code_hash(c.user_id, &c.code)).await?;
         let attempts_left = MAX_CODE_ATTEMPTS.saturating_sub(failed);
@@ -90,7 +90,7 @@ impl UserActivities {
 
     /// Activates (with a welcome email) or expires the account.
     #[activity(name = "FinishOnboarding")]
-    #[tracing::instrument(skip_all, fields(user_id = %f.user_id, activity = "FinishOnboarding"))]
+    #[tracing::instrument(name = "FinishOnboarding", skip_all, fields(user_id = %f.user_id, activity = "FinishOnboarding"))]
     pub async fn finish(self: Arc<Self>, _ctx: ActivityContext, f: FinishOnboarding) -> Result<(), ActivityError> {
         let notify = match f.status {
             UserStatus::Active => Some("welcome"),

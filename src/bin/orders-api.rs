@@ -63,13 +63,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let settings = Settings::from_env()?;
-            telemetry::init(settings.log_format);
+            let _telemetry = telemetry::init(settings.log_format, "orders-api");
             db::migrate(&db::pool(&settings)?).await?;
             tracing::info!("migrations applied");
         }
         Command::Serve => {
             let settings = Settings::from_env()?;
-            telemetry::init(settings.log_format);
+            let _telemetry = telemetry::init(settings.log_format, "orders-api");
             let app = Application::build(settings).await?;
             tracing::info!(port = app.port(), "orders-api listening");
             app.run_until_stopped(orders::shutdown_signal()).await?;

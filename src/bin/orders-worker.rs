@@ -16,7 +16,7 @@ use temporalio_sdk::runtime::RuntimeOptions;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    telemetry::init(settings.log_format);
+    let _telemetry = telemetry::init(settings.log_format, "orders-worker");
     tracing::info!(task_queue = %settings.task_queue, temporal = %settings.temporal_address, "orders-worker starting");
 
     // Prometheus conventions: `_total` counters, durations in seconds with the unit in the name.

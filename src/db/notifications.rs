@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::activities::notifier::{Channel, Notification};
 use crate::domain::OrderId;
 
+#[tracing::instrument(name = "db.notifications.enqueue", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn enqueue(
     conn: &mut PgConnection,
     id: OrderId,
@@ -29,6 +30,7 @@ pub async fn enqueue(
 }
 
 /// The order's notifications not yet delivered on `channel`, oldest first.
+#[tracing::instrument(name = "db.notifications.undelivered", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn undelivered(pool: &PgPool, id: OrderId, channel: Channel) -> Result<Vec<Notification>, sqlx::Error> {
     sqlx::query_as(
         "SELECT n.id, n.kind, n.order_id, n.created_at, n.payload FROM notifications n \
@@ -42,6 +44,7 @@ pub async fn undelivered(pool: &PgPool, id: OrderId, channel: Channel) -> Result
 }
 
 /// Records an attempt's outcome; `error` None means delivered.
+#[tracing::instrument(name = "db.notifications.record_delivery", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn record_delivery(
     pool: &PgPool,
     notification_id: i64,

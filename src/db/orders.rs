@@ -32,7 +32,7 @@ pub enum Recorded {
 }
 
 /// Records an accepted order with its lines and first timeline event, in one transaction.
-#[tracing::instrument(skip_all, fields(order_id = %order.id))]
+#[tracing::instrument(name = "db.orders.insert", skip_all, fields(order_id = %order.id, otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (key, hash) = order.idempotency.clone().unzip();
@@ -93,6 +93,7 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
 
 /// Appends a timeline event and, in the same transaction, its notification to
 /// the outbox: one notification per event, written once whatever retries.
+#[tracing::instrument(name = "db.orders.record_event", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn record_event(
     conn: &mut PgConnection,
     id: OrderId,
@@ -121,6 +122,7 @@ pub async fn record_event(
 
 /// Moves an order to `status` and appends the timeline event, unless it is
 /// already there or past it (then nothing changes and `false` is returned).
+#[tracing::instrument(name = "db.orders.transition", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn transition(
     conn: &mut PgConnection,
     id: OrderId,
@@ -148,6 +150,7 @@ pub async fn transition(
 
 /// Locks the order row for the rest of the transaction and returns its status,
 /// so concurrent attempts of one step run one after the other.
+#[tracing::instrument(name = "db.orders.lock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT status FROM orders WHERE id = $1 FOR UPDATE").bind(id.0).fetch_optional(conn).await?;
@@ -155,6 +158,7 @@ pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<OrderSt
 }
 
 /// Changes the shipping address while the order can still be amended; false when it cannot.
+#[tracing::instrument(name = "db.orders.set_shipping_address", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn set_shipping_address(
     conn: &mut PgConnection,
     id: OrderId,
@@ -173,6 +177,7 @@ pub async fn set_shipping_address(
     Ok(changed == 1)
 }
 
+#[tracing::instrument(name = "db.orders.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
         .bind(id.0)
@@ -182,6 +187,7 @@ pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sql
 }
 
 /// Orders (id, total) accepted at least `min_age_secs` ago whose workflow start was never confirmed.
+#[tracing::instrument(name = "db.orders.unstarted", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, Decimal)>, sqlx::Error> {
     let rows: Vec<(Uuid, Decimal)> = sqlx::query_as(
         "SELECT id, total FROM orders WHERE workflow_started_at IS NULL \
@@ -204,6 +210,7 @@ pub struct Fulfilment {
     pub shipping_address: Json<Address>,
 }
 
+#[tracing::instrument(name = "db.orders.fulfilment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn fulfilment(pool: &PgPool, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
     sqlx::query_as("SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1")
         .bind(id.0)
@@ -363,7 +370,7 @@ struct PaymentRow {
 }
 
 /// The whole order as a customer sees it; `None` when there is no such order.
-#[tracing::instrument(skip(pool), fields(order_id = %id))]
+#[tracing::instrument(name = "db.orders.view", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
 pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
     let Some(o) = sqlx::query_as::<_, OrderRow>(
         "SELECT id, customer_id, status, reason, currency, subtotal, tax, shipping, total, shipping_address, \
@@ -463,7 +470,7 @@ pub struct ListFilter {
 
 /// Newest first. Only the filters given become conditions (no `$1 IS NULL OR`
 /// patterns), so the planner picks the (customer_id, id) or (status, id) index.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(name = "db.orders.list", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sqlx::Error> {
     let mut q = sqlx::QueryBuilder::new(
         "SELECT id, customer_id, status, reason, currency, total, created_at, updated_at FROM orders WHERE TRUE",
@@ -488,6 +495,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
 }
 
 /// Timeline events of an order after `after_id`, oldest first.
+#[tracing::instrument(name = "db.orders.events_after", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn events_after(pool: &PgPool, id: OrderId, after_id: i64) -> Result<Vec<EventView>, sqlx::Error> {
     sqlx::query_as("SELECT id, status, detail, at FROM order_events WHERE order_id = $1 AND id > $2 ORDER BY id")
         .bind(id.0)

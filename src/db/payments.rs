@@ -36,6 +36,7 @@ pub struct Payment {
 
 /// Records the intent to move money (status `pending`) unless an earlier attempt
 /// did, and returns the row as it now stands.
+#[tracing::instrument(name = "db.payments.begin", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Payment, sqlx::Error> {
     let key = kind.key(id);
     sqlx::query(
@@ -54,6 +55,7 @@ pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> R
         .await
 }
 
+#[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find(pool: &PgPool, id: OrderId, kind: Kind) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
         .bind(kind.key(id))
@@ -61,6 +63,7 @@ pub async fn find(pool: &PgPool, id: OrderId, kind: Kind) -> Result<Option<Payme
         .await
 }
 
+#[tracing::instrument(name = "db.payments.succeed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn succeed(conn: &mut PgConnection, id: OrderId, kind: Kind, reference: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE payments SET status = 'succeeded', provider_reference = $2, updated_at = now() \
@@ -82,6 +85,7 @@ pub enum Refusal {
     Failed,
 }
 
+#[tracing::instrument(name = "db.payments.refuse", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn refuse(pool: &PgPool, id: OrderId, refusal: Refusal, reason: &str) -> Result<(), sqlx::Error> {
     let status = match refusal {
         Refusal::Declined => "declined",
@@ -100,6 +104,7 @@ pub async fn refuse(pool: &PgPool, id: OrderId, refusal: Refusal, reason: &str) 
 }
 
 /// Forgets an intent the gateway says it has nothing for (e.g. a refund of a charge it never captured).
+#[tracing::instrument(name = "db.payments.discard_pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payments WHERE idempotency_key = $1 AND status = 'pending'")
         .bind(kind.key(id))

@@ -10,6 +10,7 @@ pub struct Shipment {
     pub tracking_number: String,
 }
 
+#[tracing::instrument(name = "db.shipments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find(pool: &PgPool, id: OrderId) -> Result<Option<Shipment>, sqlx::Error> {
     sqlx::query_as("SELECT carrier, tracking_number FROM shipments WHERE order_id = $1")
         .bind(id.0)
@@ -17,6 +18,7 @@ pub async fn find(pool: &PgPool, id: OrderId) -> Result<Option<Shipment>, sqlx::
         .await
 }
 
+#[tracing::instrument(name = "db.shipments.insert", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO shipments (order_id, carrier, tracking_number) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
@@ -30,6 +32,7 @@ pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Resul
 }
 
 /// Marks the booking cancelled (after the carrier confirmed); idempotent.
+#[tracing::instrument(name = "db.shipments.mark_cancelled", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn mark_cancelled(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE shipments SET cancelled_at = now() WHERE order_id = $1 AND cancelled_at IS NULL")
         .bind(id.0)
@@ -38,6 +41,7 @@ pub async fn mark_cancelled(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+#[tracing::instrument(name = "db.shipments.is_cancelled", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Error> {
     let row: Option<(bool,)> = sqlx::query_as("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1")
         .bind(id.0)
@@ -47,6 +51,7 @@ pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Erro
 }
 
 /// (sku, quantity) of every line, for the parcel manifest.
+#[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn manifest(pool: &PgPool, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
     sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")
         .bind(id.0)

@@ -45,6 +45,7 @@ impl From<UserRow> for UserView {
 }
 
 /// Creates a pending account; `None` when the email is taken (any case).
+#[tracing::instrument(name = "db.users.insert", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert(pool: &PgPool, id: Uuid, email: &str, name: &str) -> Result<Option<UserView>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(
         "INSERT INTO users (id, email, name, status) VALUES ($1, $2, $3, 'pending_verification') \
@@ -58,6 +59,7 @@ pub async fn insert(pool: &PgPool, id: Uuid, email: &str, name: &str) -> Result<
     Ok(row.map(UserView::from))
 }
 
+#[tracing::instrument(name = "db.users.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
     let row: Option<UserRow> =
         sqlx::query_as("SELECT id, email, name, status, created_at, updated_at FROM users WHERE id = $1")
@@ -69,6 +71,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Err
 
 /// Stores a new code's hash and queues the email carrying the code, once per
 /// account; returns the code of record (an earlier attempt's, if there was one).
+#[tracing::instrument(name = "db.users.start_verification", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: &str) -> Result<String, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let queued = sqlx::query(
@@ -98,6 +101,7 @@ pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: 
 }
 
 /// Compares a code with the stored hash; counts a wrong one. Returns (matched, failed attempts so far).
+#[tracing::instrument(name = "db.users.check_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn check_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<(bool, u32), sqlx::Error> {
     let row: Option<(bool, i32)> = sqlx::query_as(
         "UPDATE users SET failed_attempts = failed_attempts + CASE WHEN code_hash = $2 THEN 0 ELSE 1 END, \
@@ -112,6 +116,7 @@ pub async fn check_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<(boo
 }
 
 /// Ends onboarding in `status`, with its email (the welcome) when `notify` names one.
+#[tracing::instrument(name = "db.users.finish", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn finish(pool: &PgPool, id: Uuid, status: UserStatus, notify: Option<&str>) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE users SET status = $2, code_hash = NULL, updated_at = now() WHERE id = $1 AND status = 'pending_verification'")

@@ -71,7 +71,20 @@ pub fn router(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
                     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("unmatched"), request_id)
+                    let span = tracing::info_span!(
+                        "http",
+                        otel.name = format!("{} {}", req.method(), route.as_deref().unwrap_or("unmatched")),
+                        otel.kind = "server",
+                        method = %req.method(),
+                        route = route.as_deref().unwrap_or("unmatched"),
+                        request_id
+                    );
+                    // Continue the storefront's trace when it sends a W3C `traceparent`.
+                    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                        p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
+                    });
+                    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+                    span
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside the limits, so shed, timed-out and refused requests are counted too.

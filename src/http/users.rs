@@ -97,17 +97,20 @@ pub async fn verify(
     }
     let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(workflow_id(id));
-    let outcome = handle
-        .execute_update(UserOnboardingWorkflow::verify, code, WorkflowExecuteUpdateOptions::default())
-        .await
-        .map_err(|e| {
-            use temporalio_client::errors::WorkflowUpdateError as E;
-            match e {
-                E::Failed(f) => ApiError::InvalidState(f.message.clone()),
-                E::NotFound(_) => ApiError::InvalidState("verification is over for this account".into()),
-                other => ApiError::Unavailable(format!("temporal: {other}")),
-            }
-        })?;
+    let outcome = temporal::traced(handle.execute_update(
+        UserOnboardingWorkflow::verify,
+        code,
+        WorkflowExecuteUpdateOptions::default(),
+    ))
+    .await
+    .map_err(|e| {
+        use temporalio_client::errors::WorkflowUpdateError as E;
+        match e {
+            E::Failed(f) => ApiError::InvalidState(f.message.clone()),
+            E::NotFound(_) => ApiError::InvalidState("verification is over for this account".into()),
+            other => ApiError::Unavailable(format!("temporal: {other}")),
+        }
+    })?;
     if !outcome.verified {
         let message = match outcome.status {
             UserStatus::Locked => "wrong code; the account is now locked".to_owned(),

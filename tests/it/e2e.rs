@@ -49,6 +49,10 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Stack {
+        Self::with(&[]).await
+    }
+
+    async fn with(extra: &[(&str, String)]) -> Stack {
         let admin = std::env::var("ORDERS_TEST_DATABASE_URL").expect("run through scripts/test");
         let name = format!("orders_e2e_{}", uuid::Uuid::new_v4().simple());
         let pool = sqlx::PgPool::connect(&admin).await.unwrap();
@@ -66,6 +70,7 @@ impl Stack {
             ("ORDERS_START_RECOVERY_INTERVAL", "1s".to_owned()),
         ]
         .into_iter()
+        .chain(extra.iter().cloned())
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let stack = Stack {
@@ -314,4 +319,114 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
 
 async fn stock(db: &sqlx::PgPool, sku: &str) -> (i32, i32) {
     sqlx::query_as("SELECT available, reserved FROM inventory WHERE sku = $1").bind(sku).fetch_one(db).await.unwrap()
+}
+
+/// The spans a local OTLP receiver got, by id.
+struct Spans(std::collections::HashMap<String, Value>);
+
+impl Spans {
+    fn read(ndjson: &str) -> Spans {
+        let spans = ndjson.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str::<Value>(l).unwrap());
+        Spans(
+            spans.filter(|s| s["spanId"].is_string()).map(|s| (s["spanId"].as_str().unwrap().to_owned(), s)).collect(),
+        )
+    }
+
+    /// The one span named `name` whose parent is `parent`.
+    fn child(&self, parent: &str, name: &str) -> &Value {
+        let found: Vec<&Value> = self.0.values().filter(|s| s["parentSpanId"] == parent && s["name"] == name).collect();
+        assert_eq!(found.len(), 1, "one {name} under {parent}; spans: {:#?}", self.names());
+        found[0]
+    }
+
+    /// The first span named `name` somewhere below `ancestor`.
+    fn descendant(&self, ancestor: &str, name: &str) -> &Value {
+        let below = |s: &Value| {
+            let mut p = s["parentSpanId"].as_str().unwrap_or("");
+            while let Some(parent) = self.0.get(p) {
+                if p == ancestor {
+                    return true;
+                }
+                p = parent["parentSpanId"].as_str().unwrap_or("");
+            }
+            p == ancestor
+        };
+        let found = self.0.values().find(|s| s["name"] == name && below(s));
+        found.unwrap_or_else(|| panic!("no {name} below {ancestor}; spans: {:#?}", self.names()))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.0.values().map(|s| format!("{} <- {}", s["name"], s["parentSpanId"])).collect();
+        n.sort();
+        n
+    }
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, one order is one trace, continued from the
+/// storefront's `traceparent`: the HTTP request, the workflow start, the workflow,
+/// each activity and the SQL it ran, exported by both binaries to a real OTLP receiver.
+#[tokio::test]
+async fn one_order_is_one_trace_from_the_storefronts_traceparent_to_the_sql() {
+    let receiver_port = free_port();
+    let oteltap = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/oteltap");
+    let received = std::env::temp_dir().join(format!("orders-otlp-{}.ndjson", uuid::Uuid::new_v4().simple()));
+    let mut receiver = Process(
+        Command::new(oteltap)
+            .args(["--port", &receiver_port.to_string()])
+            .stdout(std::fs::File::create(&received).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("oteltap is in .venv (scripts/test installs it)"),
+    );
+    let stack = Stack::with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{receiver_port}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        // The workflow span ends with the workflow: let the carrier deliver at once.
+        ("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", "0s".into()),
+        ("ORDERS_SIM_CARRIER_DELIVERED_AFTER", "0s".into()),
+    ])
+    .await;
+    let mut api = stack.start_api().await;
+    let mut worker = stack.start_worker().await;
+    let token = stack.token("traced-customer");
+
+    let (trace_id, storefront_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let created: Value = stack
+        .http
+        .post(format!("{}/orders", stack.api))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace_id}-{storefront_span}-01"))
+        .json(&widgets(1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stack.wait_for(&token, created["id"].as_str().unwrap(), &["delivered"]).await;
+    // Stopping flushes both exporters.
+    assert!(worker.terminate(Duration::from_secs(15)).await);
+    assert!(api.terminate(Duration::from_secs(15)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = receiver.0.kill();
+
+    let spans = Spans::read(&std::fs::read_to_string(&received).unwrap());
+    let _ = std::fs::remove_file(&received);
+    let request = spans.child(storefront_span, "POST /orders");
+    assert_eq!(request["traceId"], trace_id, "the storefront's trace is continued");
+    let request = request["spanId"].as_str().unwrap();
+    spans.descendant(request, "db.orders.insert");
+    let start = spans.descendant(request, "StartWorkflow:OrderWorkflow")["spanId"].as_str().unwrap();
+    let run = spans.child(start, "RunWorkflow:OrderWorkflow")["spanId"].as_str().unwrap();
+    for (activity, sql) in [
+        ("ReserveInventory", "db.inventory.reserve"),
+        ("ChargePayment", "db.payments.succeed"),
+        ("BookShipment", "db.shipments.insert"),
+    ] {
+        let scheduled = spans.child(run, &format!("StartActivity:{activity}"))["spanId"].as_str().unwrap();
+        let ran = spans.child(scheduled, &format!("RunActivity:{activity}"))["spanId"].as_str().unwrap();
+        let ours = spans.child(ran, activity);
+        assert_eq!(ours["traceId"], trace_id);
+        spans.descendant(ours["spanId"].as_str().unwrap(), sql);
+    }
 }

@@ -92,7 +92,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// An API over an existing database (several apps may share one).
 pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
-    telemetry::init(orders::config::LogFormat::Text);
+    let _ = telemetry::init(orders::config::LogFormat::Text, "orders-tests");
     let settings = test_settings(database_url, extra);
     let app = Application::build(settings.clone()).await.expect("API binds");
     let address = format!("http://127.0.0.1:{}", app.port());

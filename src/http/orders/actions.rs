@@ -19,6 +19,7 @@ use crate::http::auth::{Caller, Role};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
+use crate::temporal::traced;
 use crate::workflows::OrderWorkflow;
 use crate::workflows::order::CancelRequest;
 
@@ -82,7 +83,8 @@ pub async fn cancel(
     let request = CancelRequest { reason, by: caller.subject.clone() };
     // One update id per order: a repeated cancel attaches to the first one's answer.
     let opts = WorkflowExecuteUpdateOptions::builder().update_id(format!("cancel-{id}")).build();
-    workflow(&state, id).await?.execute_update(OrderWorkflow::cancel, request, opts).await.map_err(update_error)?;
+    let handle = workflow(&state, id).await?;
+    traced(handle.execute_update(OrderWorkflow::cancel, request, opts)).await.map_err(update_error)?;
     reread(&state, id).await
 }
 
@@ -113,11 +115,8 @@ pub async fn amend_address(
         )));
     }
     let opts = WorkflowExecuteUpdateOptions::builder().build();
-    workflow(&state, id)
-        .await?
-        .execute_update(OrderWorkflow::amend_shipping_address, address, opts)
-        .await
-        .map_err(update_error)?;
+    let handle = workflow(&state, id).await?;
+    traced(handle.execute_update(OrderWorkflow::amend_shipping_address, address, opts)).await.map_err(update_error)?;
     reread(&state, id).await
 }
 
@@ -165,9 +164,8 @@ pub async fn review(
         return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str())));
     }
     let signal = ReviewDecision { approve: matches!(decision, Decision::Approve), note };
-    workflow(&state, id)
-        .await?
-        .signal(OrderWorkflow::review, signal, WorkflowSignalOptions::default())
+    let handle = workflow(&state, id).await?;
+    traced(handle.signal(OrderWorkflow::review, signal, WorkflowSignalOptions::default()))
         .await
         .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
     Ok((StatusCode::ACCEPTED, Json(view)))
@@ -227,9 +225,8 @@ pub async fn shipment_event(
     digest.update(&raw);
     let request_id = hex::encode(digest.finalize());
     let opts = WorkflowSignalOptions::builder().request_id(request_id).build();
-    workflow(&state, id)
-        .await?
-        .signal(OrderWorkflow::shipment_event, ShipmentEvent { event, at, detail }, opts)
+    let handle = workflow(&state, id).await?;
+    traced(handle.signal(OrderWorkflow::shipment_event, ShipmentEvent { event, at, detail }, opts))
         .await
         .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
     Ok((StatusCode::ACCEPTED, Json(view)))
