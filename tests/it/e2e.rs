@@ -19,9 +19,17 @@ impl Drop for Process {
 }
 
 impl Process {
+    fn sigterm(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+    }
+
     /// Sends SIGTERM and returns whether the process exited cleanly within `within`.
     async fn terminate(&mut self, within: Duration) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        self.sigterm();
+        self.exited_cleanly(within).await
+    }
+
+    async fn exited_cleanly(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {
@@ -45,6 +53,8 @@ struct Stack {
     worker_health: String,
     worker_metrics: String,
     http: reqwest::Client,
+    /// Each process appends its JSON log lines here.
+    logs: std::path::PathBuf,
 }
 
 impl Stack {
@@ -68,6 +78,8 @@ impl Stack {
             ("ORDERS_WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
             ("ORDERS_JWT_SECRET", JWT_SECRET.to_owned()),
             ("ORDERS_START_RECOVERY_INTERVAL", "1s".to_owned()),
+            // What production logs, whatever the test run's own level.
+            ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
         .chain(extra.iter().cloned())
@@ -80,6 +92,7 @@ impl Stack {
             worker_health: format!("http://127.0.0.1:{health}"),
             worker_metrics: format!("http://127.0.0.1:{metrics}/metrics"),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            logs: std::env::temp_dir().join(format!("orders-e2e-{}.log", uuid::Uuid::new_v4().simple())),
         };
         assert!(stack.binary("orders-api", &["migrate"]).status().unwrap().success());
         seed_catalog(&stack.db).await;
@@ -92,7 +105,8 @@ impl Stack {
             _ => env!("CARGO_BIN_EXE_orders-worker"),
         };
         let mut cmd = Command::new(path);
-        cmd.args(args).envs(self.env.iter().cloned()).env("ORDERS_LOG_FORMAT", "text").stdout(Stdio::null());
+        let log = std::fs::File::options().create(true).append(true).open(&self.logs).unwrap();
+        cmd.args(args).envs(self.env.iter().cloned()).env("ORDERS_LOG_FORMAT", "json").stdout(log);
         cmd
     }
 
@@ -118,6 +132,7 @@ impl Stack {
 
     fn token(&self, sub: &str) -> String {
         let mut cmd = self.binary("orders-api", &["token", "--sub", sub, "--role", "customer"]);
+        // The token goes to our pipe, not to the log file.
         String::from_utf8(cmd.stdout(Stdio::piped()).output().unwrap().stdout).unwrap().trim().to_owned()
     }
 
@@ -136,6 +151,13 @@ impl Stack {
             assert!(Instant::now() < deadline, "order did not reach {statuses:?}: {o:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    fn log_lines(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.logs).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+            .collect()
     }
 
     async fn scrape(&self, url: &str) -> String {
@@ -190,7 +212,9 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     let token = stack.token("e2e-customer");
 
     let post = |body: Value| stack.http.post(format!("{}/orders", stack.api)).bearer_auth(&token).json(&body).send();
-    let shipped: Value = post(widgets(2)).await.unwrap().json().await.unwrap();
+    let mut paid = widgets(2);
+    paid["payment_token"] = json!("tok_secret_4242");
+    let shipped: Value = post(paid).await.unwrap().json().await.unwrap();
     let mut declined = widgets(1);
     declined["payment_token"] = json!("tok_declined");
     let declined: Value = post(declined).await.unwrap().json().await.unwrap();
@@ -214,6 +238,27 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
 
     assert!(worker.terminate(Duration::from_secs(15)).await, "worker exits cleanly on SIGTERM");
     assert!(api.terminate(Duration::from_secs(15)).await, "API exits cleanly on SIGTERM");
+
+    // Logs: JSON lines; an activity's lines name the order, request lines the request id;
+    // neither the payment token, the bearer token nor the signing secret ever appears.
+    let lines = stack.log_lines();
+    let text = std::fs::read_to_string(&stack.logs).unwrap();
+    let _ = std::fs::remove_file(&stack.logs);
+    assert!(lines.iter().any(|l| l.to_string().contains(shipped["id"].as_str().unwrap())), "the order is in the logs");
+    for secret in ["tok_secret_4242", token.as_str(), JWT_SECRET] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+    }
+    let in_span = |l: &Value, field: &str| {
+        l.get(field).is_some() || l["spans"].as_array().is_some_and(|s| s.iter().any(|s| s.get(field).is_some()))
+    };
+    let activity_lines: Vec<&Value> = lines.iter().filter(|l| in_span(l, "activity")).collect();
+    assert!(!activity_lines.is_empty(), "activities log");
+    for l in activity_lines {
+        assert!(in_span(l, "order_id") || in_span(l, "user_id"), "an activity line without its order: {l}");
+    }
+    for l in lines.iter().filter(|l| l["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == "http"))) {
+        assert!(in_span(l, "request_id"), "a request's line without its request id: {l}");
+    }
 }
 
 /// SIGTERM to the worker and then to the API while clients keep placing orders
@@ -222,7 +267,8 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
 /// and the stock adds up.
 #[tokio::test]
 async fn sigterm_under_load_loses_and_doubles_nothing() {
-    let stack = Stack::new().await;
+    // A second of "not ready but still serving" after SIGTERM, as behind a load balancer.
+    let stack = Stack::with(&[("ORDERS_SHUTDOWN_DELAY", "1s".into())]).await;
     let mut api = stack.start_api().await;
     let mut worker = stack.start_worker().await;
     let token = stack.token("e2e-load");
@@ -271,11 +317,22 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
         || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap() };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let at_worker_stop = count().await;
-    assert!(worker.terminate(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
+    worker.sigterm();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // From the signal on, the worker is never ready again: 503 while it drains, then gone.
+    let ready = stack.http.get(format!("{}/readyz", stack.worker_health)).send().await;
+    assert!(ready.map(|r| r.status() == 503).unwrap_or(true), "a stopping worker is not ready");
+    assert!(worker.exited_cleanly(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let worker = stack.start_worker().await;
     let at_api_stop = count().await;
-    assert!(api.terminate(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
+    api.sigterm();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready from the signal on");
+    let live = stack.http.get(format!("{}/healthz", stack.api)).send().await.unwrap();
+    assert_eq!(live.status(), 200, "still serving during ORDERS_SHUTDOWN_DELAY");
+    assert!(api.exited_cleanly(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
     let api = stack.start_api().await;
     let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
     assert!(
