@@ -60,6 +60,10 @@ pub struct Settings {
     pub temporal_address: String,
     pub temporal_namespace: String,
     pub task_queue: String,
+    /// TLS to the Temporal frontend (self-hosted with TLS/mTLS, or Temporal Cloud).
+    pub temporal_tls: Option<TemporalTls>,
+    /// Temporal Cloud API key (sent as a bearer token; implies TLS).
+    pub temporal_api_key: Option<Secret>,
     pub http_addr: SocketAddr,
     /// Request bodies above this are refused with 413.
     pub max_body_bytes: usize,
@@ -98,6 +102,18 @@ pub struct Settings {
     pub shutdown_delay: Duration,
     /// Orders accepted while Temporal was unreachable are started by a loop this often.
     pub start_recovery_interval: Duration,
+}
+
+/// TLS to Temporal, with the variable names of Temporal's own environment configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemporalTls {
+    /// PEM CA of the server's certificate; the system roots when unset.
+    pub server_ca_cert_path: Option<String>,
+    /// mTLS: PEM client certificate and key (both or neither).
+    pub client_cert_path: Option<String>,
+    pub client_key_path: Option<String>,
+    /// The name to verify the server certificate against; the address's host when unset.
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,13 +285,17 @@ impl Settings {
         Self::from_lookup(&|k| std::env::var(k).ok())
     }
 
+    /// Only what `orders-api migrate` needs, so a migration job carries no other secret.
+    pub fn for_migrations() -> Result<(Secret, LogFormat), ConfigError> {
+        let _ = dotenvy::dotenv();
+        let env = Env(&|k| std::env::var(k).ok());
+        Ok((database_url(&env)?, log_format(&env)?))
+    }
+
     pub fn from_lookup(lookup: &Lookup<'_>) -> Result<Settings, ConfigError> {
         let env = Env(lookup);
         let jwt = JwtSettings::read(&env)?;
-        let database_url = env.required("DATABASE_URL")?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError { var: "DATABASE_URL", message: "must be a postgres:// URL".into() });
-        }
+        let database_url = database_url(&env)?;
         let tax_rate = env.money("ORDERS_TAX_RATE", Decimal::new(85, 3))?;
         if tax_rate >= Decimal::ONE {
             return Err(ConfigError {
@@ -288,6 +308,32 @@ impl Settings {
             tax_rate,
             shipping_fee: env.money("ORDERS_SHIPPING_FEE", defaults.shipping_fee)?,
             free_shipping_threshold: env.money("ORDERS_FREE_SHIPPING_THRESHOLD", defaults.free_shipping_threshold)?,
+        };
+        let temporal_api_key = env.get("TEMPORAL_API_KEY").map(Secret::new);
+        let tls_files = TemporalTls {
+            server_ca_cert_path: env.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+            client_cert_path: env.get("TEMPORAL_TLS_CLIENT_CERT_PATH"),
+            client_key_path: env.get("TEMPORAL_TLS_CLIENT_KEY_PATH"),
+            server_name: env.get("TEMPORAL_TLS_SERVER_NAME"),
+        };
+        if tls_files.client_cert_path.is_some() != tls_files.client_key_path.is_some() {
+            return Err(ConfigError {
+                var: "TEMPORAL_TLS_CLIENT_CERT_PATH",
+                message: "mTLS needs both TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH".into(),
+            });
+        }
+        // On when asked, when any TLS setting or an API key is given (Temporal Cloud), or for https:// addresses.
+        let implied = tls_files != TemporalTls::default()
+            || temporal_api_key.is_some()
+            || env.get("TEMPORAL_ADDRESS").is_some_and(|a| a.starts_with("https://"));
+        let temporal_tls = match env.get("TEMPORAL_TLS").as_deref() {
+            Some("true" | "1") => Some(tls_files),
+            Some("false" | "0") if temporal_api_key.is_none() => None,
+            Some("false" | "0") => {
+                return Err(ConfigError { var: "TEMPORAL_TLS", message: "an API key is only sent over TLS".into() });
+            }
+            Some(_) => return Err(ConfigError { var: "TEMPORAL_TLS", message: "must be true or false".into() }),
+            None => implied.then_some(tls_files),
         };
         let db_max_connections: u32 = env.parse("ORDERS_DB_MAX_CONNECTIONS", 20, "a positive integer")?;
         let worker = WorkerSettings {
@@ -317,16 +363,7 @@ impl Settings {
                 ),
             });
         }
-        let log_format = match env.get("ORDERS_LOG_FORMAT").as_deref().unwrap_or("json") {
-            "json" => LogFormat::Json,
-            "text" => LogFormat::Text,
-            other => {
-                return Err(ConfigError {
-                    var: "ORDERS_LOG_FORMAT",
-                    message: format!("must be json or text, got {other:?}"),
-                });
-            }
-        };
+        let log_format = log_format(&env)?;
         let webhook = match env.get("ORDERS_WEBHOOK_URL") {
             None => None,
             Some(url) => {
@@ -383,11 +420,13 @@ impl Settings {
             )?,
             webhook,
             smtp,
-            database_url: Secret::new(database_url),
+            database_url,
             db_max_connections,
             temporal_address: env.get("TEMPORAL_ADDRESS").unwrap_or_else(|| "127.0.0.1:7233".into()),
             temporal_namespace: env.get("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
             task_queue: env.get("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| "orders".into()),
+            temporal_tls,
+            temporal_api_key,
             http_addr: env.parse(
                 "ORDERS_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -415,6 +454,22 @@ impl Settings {
             shutdown_delay: env.duration("ORDERS_SHUTDOWN_DELAY", Duration::ZERO)?,
             start_recovery_interval: env.duration("ORDERS_START_RECOVERY_INTERVAL", Duration::from_secs(10))?,
         })
+    }
+}
+
+fn database_url(env: &Env<'_>) -> Result<Secret, ConfigError> {
+    let url = env.required("DATABASE_URL")?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError { var: "DATABASE_URL", message: "must be a postgres:// URL".into() });
+    }
+    Ok(Secret::new(url))
+}
+
+fn log_format(env: &Env<'_>) -> Result<LogFormat, ConfigError> {
+    match env.get("ORDERS_LOG_FORMAT").as_deref().unwrap_or("json") {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        other => Err(ConfigError { var: "ORDERS_LOG_FORMAT", message: format!("must be json or text, got {other:?}") }),
     }
 }
 
@@ -456,6 +511,8 @@ mod tests {
             ("ORDERS_CARRIER", "carrier-pigeon", "ORDERS_CARRIER"),
             ("ORDERS_DB_MAX_CONNECTIONS", "5", "ORDERS_DB_MAX_CONNECTIONS"),
             ("ORDERS_SHUTDOWN_GRACE", "soon", "ORDERS_SHUTDOWN_GRACE"),
+            ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/c.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+            ("TEMPORAL_TLS", "maybe", "TEMPORAL_TLS"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();
@@ -463,5 +520,17 @@ mod tests {
         }
         let missing = Settings::from_lookup(&|_| None).unwrap_err();
         assert_eq!(missing.var, "ORDERS_JWT_SECRET");
+    }
+
+    #[test]
+    fn temporal_tls_is_on_when_configured_and_for_an_api_key() {
+        assert_eq!(settings(&[]).unwrap().temporal_tls, None);
+        let cloud = settings(&[("TEMPORAL_API_KEY", "key-123")]).unwrap();
+        assert_eq!(cloud.temporal_tls, Some(TemporalTls::default()), "an API key implies TLS with system roots");
+        assert!(!format!("{cloud:?}").contains("key-123"), "the API key is redacted");
+        let mtls = settings(&[("TEMPORAL_TLS_CLIENT_CERT_PATH", "/c.pem"), ("TEMPORAL_TLS_CLIENT_KEY_PATH", "/k.pem")]);
+        assert_eq!(mtls.unwrap().temporal_tls.unwrap().client_key_path.as_deref(), Some("/k.pem"));
+        assert!(settings(&[("TEMPORAL_TLS", "false"), ("TEMPORAL_API_KEY", "k")]).is_err(), "no API key in clear");
+        assert!(settings(&[("TEMPORAL_TLS", "true")]).unwrap().temporal_tls.is_some());
     }
 }

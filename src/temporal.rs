@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::tonic::Request;
 use temporalio_client::{
-    Client, ClientOptions, ConnectionOptions, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowStartOptions,
+    Client, ClientOptions, ClientTlsOptions, ConnectionOptions, TlsOptions, Url, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
@@ -21,6 +21,8 @@ use crate::workflows::{OrderInput, OrderWorkflow};
 pub enum TemporalError {
     #[error("TEMPORAL_ADDRESS {0:?} is not a valid address")]
     Address(String),
+    #[error("Temporal TLS: {0}")]
+    Tls(String),
     #[error("cannot connect to Temporal at {address}: {message}")]
     Connect { address: String, message: String },
 }
@@ -33,9 +35,17 @@ pub fn target_url(address: &str) -> Result<Url, TemporalError> {
 
 pub async fn connect(settings: &Settings, identity: &str) -> Result<Client, TemporalError> {
     let address = settings.temporal_address.clone();
-    let conn = ConnectionOptions::new(target_url(&address)?)
+    let mut url = target_url(&address)?;
+    let tls = tls_options(settings)?;
+    if tls.is_some() && url.scheme() == "http" {
+        // Scheme-only change of a URL we built; cannot fail for http → https.
+        let _ = url.set_scheme("https");
+    }
+    let conn = ConnectionOptions::new(url)
         .identity(format!("{identity}@{}", hostname()))
         .connect_timeout(Duration::from_secs(10))
+        .maybe_tls_options(tls)
+        .maybe_api_key(settings.temporal_api_key.as_ref().map(|k| k.expose().to_owned()))
         .build();
     let mut opts = ClientOptions::new(settings.temporal_namespace.clone());
     if crate::telemetry::otlp_configured() {
@@ -45,6 +55,25 @@ pub async fn connect(settings: &Settings, identity: &str) -> Result<Client, Temp
     }
     let opts = opts.build();
     Client::connect(conn, opts).await.map_err(|e| TemporalError::Connect { address, message: e.to_string() })
+}
+
+/// The TLS options of `settings`, reading the PEM files it names.
+pub fn tls_options(settings: &Settings) -> Result<Option<TlsOptions>, TemporalError> {
+    let Some(tls) = &settings.temporal_tls else { return Ok(None) };
+    let read = |path: &str| std::fs::read(path).map_err(|e| TemporalError::Tls(format!("{path}: {e}")));
+    let client = match (&tls.client_cert_path, &tls.client_key_path) {
+        (Some(cert), Some(key)) => {
+            Some(ClientTlsOptions::builder().client_cert(read(cert)?).client_private_key(read(key)?).build())
+        }
+        _ => None,
+    };
+    Ok(Some(
+        TlsOptions::builder()
+            .maybe_server_root_ca_cert(tls.server_ca_cert_path.as_deref().map(read).transpose()?)
+            .maybe_domain(tls.server_name.clone())
+            .maybe_client_tls_options(client)
+            .build(),
+    ))
 }
 
 /// True when the server answers for our namespace (used by `/readyz`).
@@ -107,4 +136,34 @@ where
 pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
     let workflow_id = input.order_id.workflow_id();
     start_once(client, settings, OrderWorkflow::run, workflow_id, input).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TemporalTls;
+
+    #[test]
+    fn tls_options_read_the_named_pem_files() {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/ec-public.pem");
+        let mut settings = Settings::from_lookup(&|k| match k {
+            "DATABASE_URL" => Some("postgres://localhost/orders".into()),
+            "ORDERS_JWT_SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(tls_options(&settings).unwrap().is_none());
+        settings.temporal_tls = Some(TemporalTls {
+            server_ca_cert_path: Some(pem.into()),
+            client_cert_path: Some(pem.into()),
+            client_key_path: Some(pem.into()),
+            server_name: Some("temporal.internal".into()),
+        });
+        let tls = tls_options(&settings).unwrap().unwrap();
+        assert_eq!(tls.domain.as_deref(), Some("temporal.internal"));
+        assert_eq!(tls.server_root_ca_cert.as_deref(), Some(std::fs::read(pem).unwrap().as_slice()));
+        assert!(tls.client_tls_options.is_some(), "mTLS");
+        settings.temporal_tls.as_mut().unwrap().server_ca_cert_path = Some("/nonexistent.pem".into());
+        assert!(matches!(tls_options(&settings), Err(TemporalError::Tls(m)) if m.contains("/nonexistent.pem")));
+    }
 }

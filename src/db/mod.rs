@@ -14,17 +14,21 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A lazily connecting pool: the API starts (and answers `/healthz`, and 503 on
 /// `/readyz`) while Postgres is still coming up.
 pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    pool_for(&settings.database_url, settings.db_max_connections)
+}
+
+pub fn pool_for(database_url: &Secret, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(settings.database_url.expose())
+        .connect_lazy(database_url.expose())
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

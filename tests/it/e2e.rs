@@ -94,7 +94,15 @@ impl Stack {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
             logs: std::env::temp_dir().join(format!("orders-e2e-{}.log", uuid::Uuid::new_v4().simple())),
         };
-        assert!(stack.binary("orders-api", &["migrate"]).status().unwrap().success());
+        // `migrate` needs the database URL and nothing else (a migration job carries no other secret).
+        let migrated = Command::new(env!("CARGO_BIN_EXE_orders-api"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(migrated.success());
         seed_catalog(&stack.db).await;
         stack
     }
@@ -235,6 +243,13 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     assert!(series(&worker_metrics, r#"orders_finished_total{status="failed"}"#) >= 1.0, "{worker_metrics}");
     assert!(series(&worker_metrics, r#"orders_compensations_total{step="release_stock"}"#) >= 1.0);
     alert_rules_are_valid_and_name_real_metrics(&format!("{api_metrics}{worker_metrics}"));
+
+    // The container health check: `orders-api probe URL` exits 0 only for a 2xx answer.
+    let probe = |url: String| stack.binary("orders-api", &["probe", &url]).stderr(Stdio::null()).status().unwrap();
+    assert!(probe(format!("{}/readyz", stack.api)).success());
+    assert!(probe(format!("{}/readyz", stack.worker_health)).success());
+    assert!(!probe(format!("{}/no-such-route", stack.api)).success());
+    assert!(!probe(format!("http://127.0.0.1:{}/readyz", free_port())).success());
 
     assert!(worker.terminate(Duration::from_secs(15)).await, "worker exits cleanly on SIGTERM");
     assert!(api.terminate(Duration::from_secs(15)).await, "API exits cleanly on SIGTERM");
