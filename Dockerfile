@@ -23,7 +23,7 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bins \
+RUN cargo build --release --locked --bin orders-api --bin orders-worker \
     && mkdir -p /out \
     && cp target/release/orders-api target/release/orders-worker /out/
 

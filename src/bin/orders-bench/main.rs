@@ -1,0 +1,295 @@
+//! `orders-bench`: the load generator and floor measurements behind `scripts/bench`.
+//! Each subcommand prints one JSON object on stdout (figures, plus this process's
+//! own CPU time, so that the generator can be seen not to be the bottleneck).
+
+mod floors;
+mod load;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use orders::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "orders-bench", about = "Benchmarks of the order path (run by scripts/bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// POST /orders in a closed loop, then bare StartWorkflowExecution calls, at one concurrency.
+    StartPath {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// N orders through the service, from the first POST to the last `shipped`.
+    EndToEnd {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        orders: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// A floor: OrderWorkflow with no-op activities (ours) or five regular activities (naive).
+    Floor {
+        #[arg(long, value_enum)]
+        shape: floors::Shape,
+        #[arg(long)]
+        workflows: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// GET /orders/{id} at a fixed rate over the token customer's orders.
+    Reads {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        customer: String,
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Fills `orders` up to `count` rows (spread over 10,000 customers), then times
+    /// GET /orders pages of one customer and shows the plans of the list queries.
+    List {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        customer: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: i64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+/// CPU seconds this process has used (user + system).
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass and reads nothing else.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let cpu_before = own_cpu_seconds();
+    let wall = Instant::now();
+    let mut result = match Cli::parse().command {
+        Command::StartPath { api, token, concurrency, seconds } => {
+            let d = Duration::from_secs(seconds);
+            let post = load::post_orders(&api, &token, concurrency, d).await;
+            let client = orders::temporal::connect(&settings, "orders-bench").await?;
+            let bare = load::bare_starts(&client, concurrency, d).await;
+            json!({"scenario": "start_path", "concurrency": concurrency, "post": post, "bare_start": bare})
+        }
+        Command::EndToEnd { api, token, orders: n, concurrency } => end_to_end(&settings, &api, &token, n, concurrency).await?,
+        Command::Floor { shape, workflows, concurrency } => {
+            json!({"scenario": "floor", "result": floors::run(&settings, shape, workflows, concurrency).await?})
+        }
+        Command::Reads { api, token, customer, rate, seconds } => {
+            let pool = orders::db::pool(&settings)?;
+            let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM orders WHERE customer_id = $1 LIMIT 2000")
+                .bind(&customer)
+                .fetch_all(&pool)
+                .await?;
+            anyhow::ensure!(!ids.is_empty(), "no orders of {customer} to read");
+            let ids = ids.into_iter().map(|(id,)| id.to_string()).collect();
+            json!({"scenario": "reads", "get": load::reads(&api, &token, ids, rate, Duration::from_secs(seconds)).await})
+        }
+        Command::List { api, token, customer, count, concurrency, seconds } => {
+            list(&settings, &api, &token, &customer, count, concurrency, seconds).await?
+        }
+    };
+    let wall = wall.elapsed().as_secs_f64();
+    let cpu = own_cpu_seconds() - cpu_before;
+    result["generator"] = json!({"cpu_seconds": cpu, "wall_seconds": wall, "cpu_share_of_one_core": cpu / wall});
+    println!("{result}");
+    Ok(())
+}
+
+async fn end_to_end(settings: &Settings, api: &str, token: &str, n: usize, concurrency: usize) -> anyhow::Result<Value> {
+    let pool = orders::db::pool(settings)?;
+    let http = reqwest::Client::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    let body = load::order_body("BENCH-1");
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let req = http.post(format!("{api}/orders")).bearer_auth(token).json(&body);
+        tasks.spawn(async move {
+            let r = req.send().await.ok().filter(|r| r.status() == 201);
+            drop(permit);
+            match r {
+                Some(r) => r.json::<Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned)),
+                None => None,
+            }
+        });
+    }
+    let mut ids = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        ids.push(r?.context("an order was refused")?);
+    }
+    let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let shipped: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM order_events WHERE order_id = ANY($1) AND key = 'shipped'",
+        )
+        .bind(&uuids)
+        .fetch_one(&pool)
+        .await?;
+        if shipped as usize >= n {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "only {shipped} of {n} orders shipped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (seconds, p50, p90, p99, max): (f64, f64, f64, f64, f64) = sqlx::query_as(
+        "WITH l AS (
+           SELECT o.created_at, e.at AS shipped_at, extract(epoch FROM e.at - o.created_at) * 1000 AS ms
+             FROM orders o JOIN order_events e ON e.order_id = o.id AND e.key = 'shipped'
+            WHERE o.id = ANY($1))
+         SELECT extract(epoch FROM max(shipped_at) - min(created_at))::float8,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::float8,
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::float8,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::float8,
+                max(ms)::float8 FROM l",
+    )
+    .bind(&uuids)
+    .fetch_one(&pool)
+    .await?;
+    let client = orders::temporal::connect(settings, "orders-bench").await?;
+    let (history_events, workflow_tasks) = load::history_shape(&client, &format!("order-{}", ids[0])).await?;
+    Ok(json!({
+        "scenario": "end_to_end", "orders": n, "concurrency": concurrency, "seconds": seconds,
+        "per_second": n as f64 / seconds,
+        "accepted_to_shipped_ms": {"p50": p50, "p90": p90, "p99": p99, "max": max},
+        "history_events": history_events, "workflow_tasks": workflow_tasks,
+    }))
+}
+
+async fn list(
+    settings: &Settings,
+    api: &str,
+    token: &str,
+    customer: &str,
+    count: i64,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<Value> {
+    let pool = orders::db::pool(settings)?;
+    fill(&pool, customer, count).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&pool).await?;
+    let page = load_pages(api, token, concurrency, Duration::from_secs(seconds)).await;
+    let mut plans = serde_json::Map::new();
+    for (name, sql) in [
+        ("customer_page", "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 21"),
+        (
+            "customer_status_page",
+            "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 AND status = 'shipped' ORDER BY id DESC LIMIT 21",
+        ),
+    ] {
+        let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"))
+            .bind(customer)
+            .fetch_all(&pool)
+            .await?;
+        plans.insert(name.into(), json!(plan.into_iter().map(|(l,)| l).collect::<Vec<_>>()));
+    }
+    Ok(json!({"scenario": "list", "rows": rows, "get_list": page, "explain": plans}))
+}
+
+async fn load_pages(api: &str, token: &str, concurrency: usize, duration: Duration) -> load::Throughput {
+    let http = reqwest::Client::new();
+    let url = format!("{api}/orders?limit=20");
+    let token = token.to_owned();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        tasks.spawn(async move {
+            let mut h = load::histogram();
+            let mut errors = 0u64;
+            while started.elapsed() < duration {
+                let t = Instant::now();
+                match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = h.record(t.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (h, errors)
+        });
+    }
+    let (mut all, mut errors) = (load::histogram(), 0);
+    while let Some(Ok((h, e))) = tasks.join_next().await {
+        let _ = all.add(&h);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    load::Throughput {
+        what: "GET /orders?limit=20".into(),
+        concurrency,
+        seconds: secs,
+        ok: all.len(),
+        errors,
+        per_second: all.len() as f64 / secs,
+        latency_ms: load::Percentiles::of_micros(&all),
+    }
+}
+
+/// Synthetic delivered orders (no workflows) up to `count` rows: one customer
+/// (the one paged) gets 2,000 of them, the rest spread over 10,000 others.
+async fn fill(pool: &PgPool, customer: &str, count: i64) -> anyhow::Result<()> {
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(pool).await?;
+    let missing = count - have;
+    if missing <= 0 {
+        return Ok(());
+    }
+    let address = r#"{"street":"1 Main St","city":"Springfield","state":"IL","zip_code":"62701","country":"US"}"#;
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address,
+                             billing_address, payment_method, payment_token, workflow_id, workflow_started_at,
+                             created_at, updated_at)
+         SELECT id, CASE WHEN g % 500 = 0 THEN $2 ELSE 'synthetic-' || (g % 10000) END,
+                (ARRAY['delivered','shipped','failed','cancelled'])[1 + g % 4],
+                19.99, 1.70, 9.99, 31.68, $3::jsonb, $3::jsonb, 'credit_card', 'tok_ok',
+                'order-' || id, now(), now() - make_interval(secs => g), now()
+           FROM (SELECT g, gen_random_uuid() AS id FROM generate_series(1, $1) AS g) s",
+    )
+    .bind(missing)
+    .bind(customer)
+    .bind(address)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE orders").execute(pool).await?;
+    Ok(())
+}
