@@ -71,19 +71,34 @@ mod noop {
     #[activities]
     impl NoopOrderActivities {
         #[activity(name = "ReserveInventory")]
-        pub async fn reserve_inventory(self: Arc<Self>, _ctx: ActivityContext, _id: OrderId) -> Result<Reservation, ActivityError> {
+        pub async fn reserve_inventory(
+            self: Arc<Self>,
+            _ctx: ActivityContext,
+            _id: OrderId,
+        ) -> Result<Reservation, ActivityError> {
             Ok(Reservation::Reserved)
         }
 
         #[activity(name = "ChargePayment")]
-        pub async fn charge_payment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
+        pub async fn charge_payment(
+            self: Arc<Self>,
+            _ctx: ActivityContext,
+            id: OrderId,
+        ) -> Result<Charge, ActivityError> {
             Ok(Charge::Captured { reference: format!("sim_ch_{}", id.0.simple()) })
         }
 
         #[activity(name = "BookShipment")]
-        pub async fn book_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
+        pub async fn book_shipment(
+            self: Arc<Self>,
+            _ctx: ActivityContext,
+            id: OrderId,
+        ) -> Result<Shipped, ActivityError> {
             self.tracker.finish(&id.workflow_id());
-            Ok(Shipped { carrier: "simulated".into(), tracking_number: format!("SIM{}", &id.0.simple().to_string()[..12]) })
+            Ok(Shipped {
+                carrier: "simulated".into(),
+                tracking_number: format!("SIM{}", &id.0.simple().to_string()[..12]),
+            })
         }
 
         #[activity(name = "DeliverNotifications")]
@@ -175,7 +190,12 @@ pub struct FloorResult {
 
 /// Runs `n` workflows of `shape`, started `concurrency` at a time, through a
 /// bare worker on its own task queue, and measures them to the "shipped" point.
-pub async fn run(settings: &orders::config::Settings, shape: Shape, n: usize, concurrency: usize) -> anyhow::Result<FloorResult> {
+pub async fn run(
+    settings: &orders::config::Settings,
+    shape: Shape,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<FloorResult> {
     let tracker = Tracker::new();
     let task_queue = format!("bench-floor-{}", uuid::Uuid::new_v4().simple());
     let worker = spawn_worker(settings.clone(), task_queue.clone(), shape, tracker.clone());
@@ -202,7 +222,11 @@ pub async fn run(settings: &orders::config::Settings, shape: Shape, n: usize, co
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while tracker.done.load(Ordering::SeqCst) < n {
-        anyhow::ensure!(Instant::now() < deadline, "floor {shape:?}: only {} of {n} done", tracker.done.load(Ordering::SeqCst));
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "floor {shape:?}: only {} of {n} done",
+            tracker.done.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let last = tracker.last_done.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
@@ -211,7 +235,13 @@ pub async fn run(settings: &orders::config::Settings, shape: Shape, n: usize, co
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (history_events, workflow_tasks) = crate::load::history_shape(&client, &sample_id).await?;
     worker.stop();
-    let latency_ms = tracker.latencies.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(crate::load::Percentiles::of_micros).unwrap_or_default();
+    let latency_ms = tracker
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(crate::load::Percentiles::of_micros)
+        .unwrap_or_default();
     Ok(FloorResult {
         shape,
         workflows: n,
@@ -226,7 +256,8 @@ pub async fn run(settings: &orders::config::Settings, shape: Shape, n: usize, co
 
 async fn start(client: &Client, shape: Shape, task_queue: String, input: OrderInput) -> anyhow::Result<()> {
     let id = input.order_id.workflow_id();
-    let opts = WorkflowStartOptions::new(task_queue, id).id_conflict_policy(WorkflowIdConflictPolicy::UseExisting).build();
+    let opts =
+        WorkflowStartOptions::new(task_queue, id).id_conflict_policy(WorkflowIdConflictPolicy::UseExisting).build();
     match shape {
         Shape::Ours => {
             client.start_workflow(OrderWorkflow::run, input, opts).await?;
@@ -255,7 +286,12 @@ impl FloorWorker {
     }
 }
 
-fn spawn_worker(settings: orders::config::Settings, task_queue: String, shape: Shape, tracker: Arc<Tracker>) -> FloorWorker {
+fn spawn_worker(
+    settings: orders::config::Settings,
+    task_queue: String,
+    shape: Shape,
+    tracker: Arc<Tracker>,
+) -> FloorWorker {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -265,8 +301,12 @@ fn spawn_worker(settings: orders::config::Settings, task_queue: String, shape: S
             let Ok(client) = orders::temporal::connect(&settings, "orders-bench-worker").await else { return };
             let w = &settings.worker;
             let tuner = temporalio_sdk::runtime::worker_tuner::TunerHolder::builder()
-                .workflow_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(w.max_concurrent_workflow_tasks))
-                .activity_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(w.max_concurrent_activities))
+                .workflow_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
+                    w.max_concurrent_workflow_tasks,
+                ))
+                .activity_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
+                    w.max_concurrent_activities,
+                ))
                 .local_activity_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
                     w.max_concurrent_local_activities,
                 ))

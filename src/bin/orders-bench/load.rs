@@ -29,7 +29,14 @@ impl Percentiles {
     /// From a histogram of microseconds, in milliseconds.
     pub fn of_micros(h: &Histogram<u64>) -> Percentiles {
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Percentiles { count: h.len(), p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1000.0 }
+        Percentiles {
+            count: h.len(),
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
     }
 }
 

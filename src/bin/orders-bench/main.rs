@@ -105,17 +105,24 @@ async fn main() -> anyhow::Result<()> {
     let mut result = match Cli::parse().command {
         Command::StartPath { api, token, concurrency, seconds } => {
             let d = Duration::from_secs(seconds);
+            let pool = orders::db::pool(&settings)?;
+            // Each side starts on a quiet server: the worker has finished the orders posted before.
+            wait_for_quiet(&pool).await?;
             let post = load::post_orders(&api, &token, concurrency, d).await;
+            wait_for_quiet(&pool).await?;
             let client = orders::temporal::connect(&settings, "orders-bench").await?;
             let bare = load::bare_starts(&client, concurrency, d).await;
             json!({"scenario": "start_path", "concurrency": concurrency, "post": post, "bare_start": bare})
         }
-        Command::EndToEnd { api, token, orders: n, concurrency } => end_to_end(&settings, &api, &token, n, concurrency).await?,
+        Command::EndToEnd { api, token, orders: n, concurrency } => {
+            end_to_end(&settings, &api, &token, n, concurrency).await?
+        }
         Command::Floor { shape, workflows, concurrency } => {
             json!({"scenario": "floor", "result": floors::run(&settings, shape, workflows, concurrency).await?})
         }
         Command::Reads { api, token, customer, rate, seconds } => {
             let pool = orders::db::pool(&settings)?;
+            wait_for_quiet(&pool).await?;
             let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM orders WHERE customer_id = $1 LIMIT 2000")
                 .bind(&customer)
                 .fetch_all(&pool)
@@ -135,8 +142,34 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn end_to_end(settings: &Settings, api: &str, token: &str, n: usize, concurrency: usize) -> anyhow::Result<Value> {
+/// Waits until no order is between acceptance and `shipped`, so that a scenario
+/// does not measure the tail of the one before.
+async fn wait_for_quiet(pool: &PgPool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let busy: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('pending', 'reserved', 'paid')")
+                .fetch_one(pool)
+                .await?;
+        if busy == 0 {
+            // The last ones' notifications go out right after their status change.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{busy} orders still in progress");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn end_to_end(
+    settings: &Settings,
+    api: &str,
+    token: &str,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Value> {
     let pool = orders::db::pool(settings)?;
+    wait_for_quiet(&pool).await?;
     let http = reqwest::Client::new();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
@@ -160,12 +193,11 @@ async fn end_to_end(settings: &Settings, api: &str, token: &str, n: usize, concu
     let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|i| i.parse().ok()).collect();
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let shipped: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM order_events WHERE order_id = ANY($1) AND key = 'shipped'",
-        )
-        .bind(&uuids)
-        .fetch_one(&pool)
-        .await?;
+        let shipped: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM order_events WHERE order_id = ANY($1) AND key = 'shipped'")
+                .bind(&uuids)
+                .fetch_one(&pool)
+                .await?;
         if shipped as usize >= n {
             break;
         }
@@ -211,16 +243,17 @@ async fn list(
     let page = load_pages(api, token, concurrency, Duration::from_secs(seconds)).await;
     let mut plans = serde_json::Map::new();
     for (name, sql) in [
-        ("customer_page", "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 21"),
+        (
+            "customer_page",
+            "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 21",
+        ),
         (
             "customer_status_page",
             "SELECT id, status, total, created_at FROM orders WHERE customer_id = $1 AND status = 'shipped' ORDER BY id DESC LIMIT 21",
         ),
     ] {
-        let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"))
-            .bind(customer)
-            .fetch_all(&pool)
-            .await?;
+        let plan: Vec<(String,)> =
+            sqlx::query_as(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}")).bind(customer).fetch_all(&pool).await?;
         plans.insert(name.into(), json!(plan.into_iter().map(|(l,)| l).collect::<Vec<_>>()));
     }
     Ok(json!({"scenario": "list", "rows": rows, "get_list": page, "explain": plans}))
