@@ -57,7 +57,7 @@ pub struct Throughput {
 }
 
 /// Runs `call` in a closed loop on `concurrency` tasks for `duration`.
-async fn closed_loop<F, Fut>(what: &str, concurrency: usize, duration: Duration, call: F) -> Throughput
+pub async fn closed_loop<F, Fut>(what: &str, concurrency: usize, duration: Duration, call: F) -> Throughput
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,

@@ -260,43 +260,12 @@ async fn list(
 }
 
 async fn load_pages(api: &str, token: &str, concurrency: usize, duration: Duration) -> load::Throughput {
-    let http = reqwest::Client::new();
-    let url = format!("{api}/orders?limit=20");
-    let token = token.to_owned();
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, url, token) = (http.clone(), url.clone(), token.clone());
-        tasks.spawn(async move {
-            let mut h = load::histogram();
-            let mut errors = 0u64;
-            while started.elapsed() < duration {
-                let t = Instant::now();
-                match http.get(&url).bearer_auth(&token).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = h.record(t.elapsed().as_micros() as u64);
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (h, errors)
-        });
-    }
-    let (mut all, mut errors) = (load::histogram(), 0);
-    while let Some(Ok((h, e))) = tasks.join_next().await {
-        let _ = all.add(&h);
-        errors += e;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    load::Throughput {
-        what: "GET /orders?limit=20".into(),
-        concurrency,
-        seconds: secs,
-        ok: all.len(),
-        errors,
-        per_second: all.len() as f64 / secs,
-        latency_ms: load::Percentiles::of_micros(&all),
-    }
+    let (http, url, token) = (reqwest::Client::new(), format!("{api}/orders?limit=20"), token.to_owned());
+    load::closed_loop("GET /orders?limit=20", concurrency, duration, move |_| {
+        let req = http.get(&url).bearer_auth(&token);
+        async move { req.send().await.map(|r| r.status() == 200).unwrap_or(false) }
+    })
+    .await
 }
 
 /// Synthetic delivered orders (no workflows) up to `count` rows: one customer
