@@ -87,6 +87,31 @@ async fn same_idempotency_key_and_body_replays_the_same_order() {
     assert_eq!(other.status(), StatusCode::CREATED);
 }
 
+/// Twenty clients race with one key and two different bodies: one order; the
+/// clients that sent its body get it (200), the others a conflict (409).
+#[tokio::test]
+async fn a_key_raced_with_two_bodies_makes_one_order() {
+    let app = spawn_app().await;
+    let token = app.customer("racer");
+    let (one, two) = (widgets(1), widgets(2));
+    let posts = (0..20).map(|i| app.post_order_with_key(&token, if i % 2 == 0 { &one } else { &two }, Some("race")));
+    let mut bodies_of = std::collections::BTreeMap::<u16, Vec<u64>>::new();
+    for resp in futures::future::join_all(posts).await {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        let quantity = body["items"][0]["quantity"].as_u64().unwrap_or(0);
+        bodies_of.entry(status).or_default().push(quantity);
+    }
+    assert_eq!(bodies_of.get(&201).map(Vec::len), Some(1), "{bodies_of:?}");
+    let winner = bodies_of[&201][0];
+    assert!(bodies_of.get(&200).into_iter().flatten().all(|q| *q == winner), "replays return the winner");
+    let replays = bodies_of.get(&200).map_or(0, Vec::len);
+    let conflicts = bodies_of.get(&409).map_or(0, Vec::len);
+    assert_eq!((replays, conflicts), (9, 10), "{bodies_of:?}");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+}
+
 #[tokio::test]
 async fn same_idempotency_key_with_another_body_is_a_conflict() {
     let app = spawn_app().await;

@@ -198,3 +198,56 @@ async fn orders_accepted_while_temporal_was_down_are_started_later() {
         1
     );
 }
+
+/// A hundred concurrent orders for a SKU with ten in stock: exactly ten ship, the
+/// others fail out of stock holding nothing and charged nothing, and the stock adds up.
+#[tokio::test]
+async fn a_hundred_orders_for_ten_in_stock_ship_exactly_ten() {
+    let app = spawn_app_with_worker().await;
+    sqlx::query("UPDATE inventory SET available = 10, reserved = 0 WHERE sku = $1")
+        .bind(GADGET.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let token = app.customer("crowd");
+    let body = order_body(json!([{"sku": GADGET.0, "quantity": 1}]));
+    let posts = (0..100).map(|_| app.post_order(&token, &body));
+    let mut ids = Vec::new();
+    for resp in futures::future::join_all(posts).await {
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+        ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let mut shipped = 0;
+    for id in &ids {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let order = loop {
+            let o: Value = app.get_order(&token, id).await.json().await.unwrap();
+            if ["shipped", "failed"].contains(&o["status"].as_str().unwrap_or_default()) {
+                break o;
+            }
+            assert!(std::time::Instant::now() < deadline, "order stuck: {o:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        if order["status"] == "shipped" {
+            shipped += 1;
+        } else {
+            assert_eq!(order["reason"], "out_of_stock", "{order:#}");
+        }
+    }
+    assert_eq!(shipped, 10, "exactly the stock ships");
+    assert_eq!(app.stock(GADGET.0).await, (0, 10), "all ten held for the shipped orders");
+    let held_by_failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM inventory_reservations r JOIN orders o ON o.id = r.order_id
+          WHERE o.status = 'failed' AND r.state = 'held'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(held_by_failed, 0);
+    let charged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payments WHERE kind = 'charge' AND status = 'succeeded'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(charged, 10, "one charge per shipped order, none for the others");
+}
