@@ -276,24 +276,18 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     }
 }
 
-/// SIGTERM to the worker and then to the API while clients keep placing orders
-/// (retrying with the same `Idempotency-Key` when the API is away): once both
-/// run again, every order reaches its end, one per key, charged at most once,
-/// and the stock adds up.
-#[tokio::test]
-async fn sigterm_under_load_loses_and_doubles_nothing() {
-    // A second of "not ready but still serving" after SIGTERM, as behind a load balancer.
-    let stack = Stack::with(&[("ORDERS_SHUTDOWN_DELAY", "1s".into())]).await;
-    let mut api = stack.start_api().await;
-    let mut worker = stack.start_worker().await;
-    let token = stack.token("e2e-load");
-    let (widget_stock_before, _) = stock(&stack.db, WIDGET.0).await;
+type Placed = Vec<(String, String, bool)>;
 
-    const CLIENTS: usize = 4;
-    const ORDERS_PER_CLIENT: usize = 15;
-    let clients: Vec<_> = (0..CLIENTS)
+const CLIENTS: usize = 4;
+const ORDERS_PER_CLIENT: usize = 15;
+
+/// Four storefront clients placing 15 orders each (every fifth declined), each
+/// retrying its POST with the same `Idempotency-Key` until an answer that is not
+/// "try again": 503, or no answer while the API is away.
+fn storefront_clients(stack: &Stack, token: &str) -> Vec<tokio::task::JoinHandle<Placed>> {
+    (0..CLIENTS)
         .map(|c| {
-            let (http, base, token) = (stack.http.clone(), stack.api.clone(), token.clone());
+            let (http, base, token) = (stack.http.clone(), stack.api.clone(), token.to_owned());
             tokio::spawn(async move {
                 let mut placed = Vec::new();
                 for n in 0..ORDERS_PER_CLIENT {
@@ -302,7 +296,6 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
                     if n % 5 == 4 {
                         body["payment_token"] = json!("tok_declined");
                     }
-                    // A storefront's retry loop: same key until an answer that is not "try again".
                     let id = loop {
                         let sent = http
                             .post(format!("{base}/orders"))
@@ -326,35 +319,22 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
                 placed
             })
         })
-        .collect();
+        .collect()
+}
 
-    let count =
-        || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap() };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let at_worker_stop = count().await;
-    worker.sigterm();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // From the signal on, the worker is never ready again: 503 while it drains, then gone.
-    let ready = stack.http.get(format!("{}/readyz", stack.worker_health)).send().await;
-    assert!(ready.map(|r| r.status() == 503).unwrap_or(true), "a stopping worker is not ready");
-    assert!(worker.exited_cleanly(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let worker = stack.start_worker().await;
-    let at_api_stop = count().await;
-    api.sigterm();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready from the signal on");
-    let live = stack.http.get(format!("{}/healthz", stack.api)).send().await.unwrap();
-    assert_eq!(live.status(), 200, "still serving during ORDERS_SHUTDOWN_DELAY");
-    assert!(api.exited_cleanly(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
-    let api = stack.start_api().await;
-    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
-    assert!(
-        0 < at_worker_stop && at_worker_stop < at_api_stop && at_api_stop < total,
-        "both stops came while orders were arriving: {at_worker_stop}, {at_api_stop} of {total}"
-    );
+async fn orders_so_far(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap()
+}
 
+/// Once the clients are done: every order at its end (shipped, or failed when
+/// declined), one per key, one successful charge per shipped order and none for
+/// the others, no refund, and the stock adds up.
+async fn nothing_lost_or_doubled(
+    stack: &Stack,
+    token: &str,
+    clients: Vec<tokio::task::JoinHandle<Placed>>,
+    stock_before: i32,
+) {
     let mut placed = Vec::new();
     for c in clients {
         placed.extend(c.await.unwrap());
@@ -362,12 +342,10 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
     assert_eq!(placed.len(), CLIENTS * ORDERS_PER_CLIENT);
     for (_, id, declined) in &placed {
         let end = if *declined { "failed" } else { "shipped" };
-        let order = stack.wait_for(&token, id, &[end]).await;
+        let order = stack.wait_for(token, id, &[end]).await;
         assert_eq!(order["status"], end, "{order:#}");
     }
-
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap();
-    assert_eq!(orders as usize, placed.len(), "one order per idempotency key");
+    assert_eq!(orders_so_far(stack).await as usize, placed.len(), "one order per idempotency key");
     let charges: Vec<(String, i64)> = sqlx::query_as(
         "SELECT o.status, count(p.*) FILTER (WHERE p.kind = 'charge' AND p.status = 'succeeded')
            FROM orders o LEFT JOIN payments p ON p.order_id = o.id GROUP BY o.id, o.status",
@@ -384,8 +362,126 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
     let shipped = placed.iter().filter(|(_, _, declined)| !declined).count() as i32;
     let (available, reserved) = stock(&stack.db, WIDGET.0).await;
     assert_eq!(reserved, shipped, "one unit held per shipped order, none for failed ones");
-    assert_eq!(available + reserved, widget_stock_before, "stock adds up");
+    assert_eq!(available + reserved, stock_before, "stock adds up");
+}
 
+/// SIGTERM to the worker and then to the API while clients keep placing orders:
+/// readiness goes first, both drain, and once both run again nothing is lost or doubled.
+#[tokio::test]
+async fn sigterm_under_load_loses_and_doubles_nothing() {
+    // A second of "not ready but still serving" after SIGTERM, as behind a load balancer.
+    let stack = Stack::with(&[("ORDERS_SHUTDOWN_DELAY", "1s".into())]).await;
+    let mut api = stack.start_api().await;
+    let mut worker = stack.start_worker().await;
+    let token = stack.token("e2e-load");
+    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
+    let clients = storefront_clients(&stack, &token);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_worker_stop = orders_so_far(&stack).await;
+    worker.sigterm();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // From the signal on, the worker is never ready again: 503 while it drains, then gone.
+    let ready = stack.http.get(format!("{}/readyz", stack.worker_health)).send().await;
+    assert!(ready.map(|r| r.status() == 503).unwrap_or(true), "a stopping worker is not ready");
+    assert!(worker.exited_cleanly(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker = stack.start_worker().await;
+    let at_api_stop = orders_so_far(&stack).await;
+    api.sigterm();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready from the signal on");
+    let live = stack.http.get(format!("{}/healthz", stack.api)).send().await.unwrap();
+    assert_eq!(live.status(), 200, "still serving during ORDERS_SHUTDOWN_DELAY");
+    assert!(api.exited_cleanly(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
+    let api = stack.start_api().await;
+    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
+    assert!(
+        0 < at_worker_stop && at_worker_stop < at_api_stop && at_api_stop < total,
+        "both stops came while orders were arriving: {at_worker_stop}, {at_api_stop} of {total}"
+    );
+    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
+    drop((worker, api));
+}
+
+/// A Temporal dev server of the test's own (the shared one cannot be restarted),
+/// on a state file that survives restarts.
+struct OwnTemporal {
+    port: u16,
+    db: std::path::PathBuf,
+    process: Option<Process>,
+}
+
+impl OwnTemporal {
+    async fn start() -> OwnTemporal {
+        let db = std::env::temp_dir().join(format!("orders-faults-{}.db", uuid::Uuid::new_v4().simple()));
+        let mut t = OwnTemporal { port: free_port(), db, process: None };
+        t.restart().await;
+        t
+    }
+
+    async fn restart(&mut self) {
+        let cli = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/temporal");
+        let (port, http, metrics) = (self.port.to_string(), free_port().to_string(), free_port().to_string());
+        let child = Command::new(cli)
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port, "--http-port", &http])
+            .args(["--metrics-port", &metrics, "--log-level", "error", "--db-filename"])
+            .arg(&self.db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the Temporal CLI is in .venv (scripts/test installs it)");
+        self.process = Some(Process(child));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "the Temporal dev server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            assert!(p.terminate(Duration::from_secs(20)).await, "the Temporal dev server stops on SIGTERM");
+        }
+    }
+}
+
+impl Drop for OwnTemporal {
+    fn drop(&mut self) {
+        self.process.take();
+        let _ = std::fs::remove_file(&self.db);
+    }
+}
+
+/// `kill -9` of the worker and of the API, and a restart of the Temporal server
+/// (its state kept), each while clients keep placing orders: once everything runs
+/// again, nothing is lost or doubled.
+#[tokio::test]
+async fn kill_9_and_a_temporal_restart_under_load_lose_and_double_nothing() {
+    let mut temporal = OwnTemporal::start().await;
+    let stack = Stack::with(&[("TEMPORAL_ADDRESS", format!("127.0.0.1:{}", temporal.port))]).await;
+    let mut api = stack.start_api().await;
+    let mut worker = stack.start_worker().await;
+    let token = stack.token("e2e-faults");
+    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
+    let clients = storefront_clients(&stack, &token);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = worker.0.kill(); // SIGKILL: no drain, tasks in flight are simply lost to Temporal's timeouts
+    let _ = worker.0.wait();
+    let worker = stack.start_worker().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = api.0.kill();
+    let _ = api.0.wait();
+    let api = stack.start_api().await;
+    let at_temporal_stop = orders_so_far(&stack).await;
+    temporal.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    temporal.restart().await;
+    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
+    assert!(at_temporal_stop < total, "Temporal went away while orders were arriving");
+    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
     drop((worker, api));
 }
 
