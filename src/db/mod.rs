@@ -44,7 +44,13 @@ pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
 /// policy (Temporal's, for activities) does the retrying.
 pub fn is_transient(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01" | "53300")),
+        // Serialization failure, deadlock, shutdown or restart in progress, too many
+        // connections, and the connection-exception class (08…): worth retrying.
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            matches!(code.as_deref(), Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300"))
+                || code.is_some_and(|c| c.starts_with("08"))
+        }
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         _ => false,
     }

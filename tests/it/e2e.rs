@@ -64,8 +64,13 @@ impl Stack {
 
     async fn with(extra: &[(&str, String)]) -> Stack {
         let admin = std::env::var("ORDERS_TEST_DATABASE_URL").expect("run through scripts/test");
+        Self::on(&admin, extra).await
+    }
+
+    /// On the Postgres server of `admin` (a URL to a database there we may create others from).
+    async fn on(admin: &str, extra: &[(&str, String)]) -> Stack {
         let name = format!("orders_e2e_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        let pool = sqlx::PgPool::connect(admin).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
         let database_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
         let (api, health, metrics) = (free_port(), free_port(), free_port());
@@ -597,4 +602,83 @@ async fn one_order_is_one_trace_from_the_storefronts_traceparent_to_the_sql() {
         assert_eq!(ours["traceId"], trace_id);
         spans.descendant(ours["spanId"].as_str().unwrap(), sql);
     }
+}
+
+/// A Postgres server of the test's own (the shared one cannot be restarted), set
+/// up by the same shell functions as scripts/test.
+struct OwnPostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn lib(script: &str, args: &[&str]) -> bool {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib.sh");
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("source '{lib}' && ensure_postgres && {script}"))
+            .arg("bash")
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn start() -> OwnPostgres {
+        let dir = std::env::temp_dir().join(format!("orders-faults-pg-{}", uuid::Uuid::new_v4().simple()));
+        let pg = OwnPostgres { dir, port: free_port() };
+        pg.up();
+        pg
+    }
+
+    fn up(&self) {
+        let (dir, port) = (self.dir.to_string_lossy().into_owned(), self.port.to_string());
+        assert!(Self::lib(r#"PG_FSYNC=off start_postgres "$1" "$2""#, &[&dir, &port]), "Postgres starts");
+    }
+
+    fn down(&self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let stop = r#"if id postgres >/dev/null 2>&1; then su postgres -s /bin/sh -c "'$PGBIN/pg_ctl' -D '$1' -m fast -w stop"; else "$PGBIN/pg_ctl" -D "$1" -m fast -w stop; fi"#;
+        assert!(Self::lib(stop, &[&dir]), "Postgres stops");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Postgres restarted while clients keep placing orders: meanwhile the API answers
+/// 503 problem+json (the clients accept nothing else: never a 500), it recovers by
+/// itself, and nothing is lost or doubled.
+#[tokio::test]
+async fn a_postgres_restart_under_load_answers_503_and_loses_nothing() {
+    let pg = OwnPostgres::start();
+    let stack = Stack::on(&pg.url(), &[]).await;
+    let api = stack.start_api().await;
+    let worker = stack.start_worker().await;
+    let token = stack.token("e2e-pg");
+    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
+    let clients = storefront_clients(&stack, &token);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = orders_so_far(&stack).await;
+    pg.down();
+    let resp =
+        stack.http.post(format!("{}/orders", stack.api)).bearer_auth(&token).json(&widgets(1)).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "Postgres away: try again");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without Postgres");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.up();
+    assert!(before < (CLIENTS * ORDERS_PER_CLIENT) as i64, "Postgres went away while orders were arriving");
+    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
+    drop((worker, api));
 }
