@@ -12,7 +12,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::OrderActivities;
 use crate::activities::users::UserActivities;
-use crate::config::Settings;
+use crate::config::{Settings, WorkerSettings};
 use crate::workflows::{OrderWorkflow, UserOnboardingWorkflow};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +29,6 @@ pub fn build(
 ) -> Result<Worker, WorkerError> {
     let mailer = crate::activities::mailer(settings).map_err(|e| WorkerError(e.to_string()))?;
     let w = &settings.worker;
-    let tuner = TunerHolder::builder()
-        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_workflow_tasks))
-        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_activities))
-        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_local_activities))
-        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-        .build();
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<OrderWorkflow>()
         .map_err(|e| WorkerError(e.to_string()))?
@@ -42,12 +36,28 @@ pub fn build(
         .map_err(|e| WorkerError(e.to_string()))?
         .register_activities(UserActivities { pool: activities.pool.clone(), mailer: mailer.clone() })
         .register_activities(activities)
-        .tuner(tuner)
+        .tuner(tuner(w))
         .max_cached_workflows(w.max_cached_workflows)
-        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(w.max_pollers))
-        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(w.max_pollers))
+        .workflow_task_poller_behavior(pollers(w))
+        .activity_task_poller_behavior(pollers(w))
         // Leave room inside the process's own grace period to finish the drain.
         .graceful_shutdown_period(settings.shutdown_grace.saturating_sub(Duration::from_secs(2)))
         .build();
     Worker::new(runtime, client, options).map_err(|e| WorkerError(e.to_string()))
+}
+
+/// Concurrency limits from the settings: never more database activities at once
+/// than the pool has connections (the settings check that).
+pub fn tuner(w: &WorkerSettings) -> TunerHolder {
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_workflow_tasks))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(w.max_concurrent_local_activities))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build()
+}
+
+/// Long polls per task type.
+pub fn pollers(w: &WorkerSettings) -> PollerBehavior {
+    PollerBehavior::SimpleMaximum(w.max_pollers)
 }

@@ -27,28 +27,29 @@ use orders::domain::OrderId;
 use orders::workflows::{OrderInput, OrderWorkflow};
 
 /// Start instants by workflow id and the latency of each finished one.
-#[derive(Default)]
 pub struct Tracker {
     started: Mutex<HashMap<String, Instant>>,
-    latencies: Mutex<Option<Histogram<u64>>>,
+    latencies: Mutex<Histogram<u64>>,
     done: AtomicUsize,
     last_done: Mutex<Option<Instant>>,
 }
 
 impl Tracker {
     pub fn new() -> Arc<Self> {
-        let t = Tracker::default();
-        *t.latencies.lock().unwrap_or_else(|e| e.into_inner()) = Histogram::new_with_bounds(1, 600_000_000, 3).ok();
-        Arc::new(t)
+        Arc::new(Tracker {
+            started: Mutex::default(),
+            latencies: Mutex::new(crate::load::histogram()),
+            done: AtomicUsize::new(0),
+            last_done: Mutex::default(),
+        })
     }
 
     fn finish(&self, workflow_id: &str) {
         let now = Instant::now();
         // An order finishes once: a replayed task re-running the step is not counted twice.
         if let Some(started) = self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(workflow_id) {
-            if let Some(h) = self.latencies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                let _ = h.record(now.duration_since(started).as_micros() as u64);
-            }
+            let micros = now.duration_since(started).as_micros() as u64;
+            let _ = self.latencies.lock().unwrap_or_else(|e| e.into_inner()).record(micros);
             self.done.fetch_add(1, Ordering::SeqCst);
             *self.last_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
         }
@@ -198,7 +199,7 @@ pub async fn run(
 ) -> anyhow::Result<FloorResult> {
     let tracker = Tracker::new();
     let task_queue = format!("bench-floor-{}", uuid::Uuid::new_v4().simple());
-    let worker = spawn_worker(settings.clone(), task_queue.clone(), shape, tracker.clone());
+    let worker = spawn_worker(settings.clone(), task_queue.clone(), shape, tracker.clone())?;
     let client = orders::temporal::connect(settings, "orders-bench").await?;
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let first = Instant::now();
@@ -235,13 +236,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (history_events, workflow_tasks) = crate::load::history_shape(&client, &sample_id).await?;
     worker.stop();
-    let latency_ms = tracker
-        .latencies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(crate::load::Percentiles::of_micros)
-        .unwrap_or_default();
+    let latency_ms = crate::load::Percentiles::of_micros(&tracker.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(FloorResult {
         shape,
         workflows: n,
@@ -291,28 +286,21 @@ fn spawn_worker(
     task_queue: String,
     shape: Shape,
     tracker: Arc<Tracker>,
-) -> FloorWorker {
+) -> anyhow::Result<FloorWorker> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let thread = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else { return };
-        rt.block_on(async move {
-            let Ok(runtime) = temporalio_sdk::Runtime::from_current_tokio(Default::default()) else { return };
-            let Ok(client) = orders::temporal::connect(&settings, "orders-bench-worker").await else { return };
+        let worker = async {
+            let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
+            let client =
+                orders::temporal::connect(&settings, "orders-bench-worker").await.map_err(|e| e.to_string())?;
+            // The same limits and pollers as the service's worker.
             let w = &settings.worker;
-            let tuner = temporalio_sdk::runtime::worker_tuner::TunerHolder::builder()
-                .workflow_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
-                    w.max_concurrent_workflow_tasks,
-                ))
-                .activity_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
-                    w.max_concurrent_activities,
-                ))
-                .local_activity_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(
-                    w.max_concurrent_local_activities,
-                ))
-                .nexus_task_slot_supplier(temporalio_sdk::runtime::worker_tuner::FixedSizeSlotSupplier::new(1))
-                .build();
-            let options = WorkerOptions::new(task_queue).tuner(tuner).max_cached_workflows(w.max_cached_workflows);
+            let options = WorkerOptions::new(task_queue)
+                .tuner(orders::worker::tuner(w))
+                .max_cached_workflows(w.max_cached_workflows)
+                .workflow_task_poller_behavior(orders::worker::pollers(w))
+                .activity_task_poller_behavior(orders::worker::pollers(w));
             let options = match shape {
                 Shape::Ours => options
                     .register_workflow::<OrderWorkflow>()
@@ -320,19 +308,32 @@ fn spawn_worker(
                 Shape::Naive => options
                     .register_workflow::<NaiveOrderWorkflow>()
                     .map(|o| o.register_activities(NaiveActivities { tracker: tracker.clone() })),
+            }
+            .map_err(|e| e.to_string())?;
+            Worker::new(&runtime, client, options.build()).map_err(|e| e.to_string())
+        };
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
+        };
+        rt.block_on(async move {
+            let mut worker = match worker.await {
+                Ok(w) => w,
+                Err(e) => return drop(ready_tx.send(Err(e))),
             };
-            let Ok(options) = options else { return };
-            let Ok(mut worker) = Worker::new(&runtime, client, options.build()) else { return };
             let stop = worker.shutdown_handle();
             tokio::spawn(async move {
                 let _ = stop_rx.await;
                 stop();
             });
-            let _ = ready_tx.send(());
+            let _ = ready_tx.send(Ok(()));
             let _ = worker.run().await;
         });
     });
-    // Readiness, or the thread's early end (then the run times out with a clear message).
-    let _ = ready_rx.recv_timeout(Duration::from_secs(30));
-    FloorWorker { stop: Some(stop_tx), thread: Some(thread) }
+    match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => anyhow::bail!("floor worker: {e}"),
+        Err(_) => anyhow::bail!("floor worker did not start within 30 s"),
+    }
+    Ok(FloorWorker { stop: Some(stop_tx), thread: Some(thread) })
 }
