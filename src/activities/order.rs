@@ -20,7 +20,7 @@ use super::carrier::{Carrier, ShipmentRequest, SimulatedCarrierEvents};
 use super::metrics::{Compensation, OrderMetrics};
 use super::notifier::{Channel, Notifier};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
-use crate::db::{inventory, notifications, orders, payments, shipments};
+use crate::db::{inventory, notifications, orders, party_calls, payments, shipments};
 use crate::domain::{Address, OrderId, OrderStatus, StopReason};
 
 pub struct OrderActivities {
@@ -91,6 +91,12 @@ pub struct AmendAddress {
 }
 
 /// An error the caller cannot fix by retrying.
+/// How many times a step calls its party before a transient failure counts as
+/// final. The workflow's retry policy for these steps is unbounded, so that our
+/// own database being away never uses up the party's attempts.
+const GATEWAY_CALLS: i32 = 3;
+const CARRIER_CALLS: i32 = 5;
+
 fn permanent(type_name: &str, message: String) -> ActivityError {
     ApplicationFailure::builder(message).type_name(type_name.to_owned()).non_retryable(true).build().into()
 }
@@ -164,15 +170,19 @@ impl OrderActivities {
                     payment_method: order.payment_method,
                     payment_token: order.payment_token,
                 };
-                tracing::info!(attempt = ctx.info().attempt, amount = %req.amount, "charging");
+                let call = party_calls::count(&self.pool, id, "charge").await?;
+                tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
                 match self.payments.charge(&req).await {
                     Ok(result) => result,
-                    Err(PartyError::Permanent(reason)) => {
+                    Err(PartyError::Transient(reason)) if call < GATEWAY_CALLS => {
+                        return Err(party("PaymentFailed", PartyError::Transient(reason)));
+                    }
+                    // Refused, or still failing after GATEWAY_CALLS calls.
+                    Err(PartyError::Permanent(reason) | PartyError::Transient(reason)) => {
                         payments::refuse(&self.pool, id, payments::Refusal::Failed, &reason).await?;
                         self.metrics.payment_declined();
                         return Err(permanent("PaymentFailed", reason));
                     }
-                    Err(transient) => return Err(party("PaymentFailed", transient)),
                 }
             }
         };
@@ -246,7 +256,11 @@ impl OrderActivities {
                     address: order.shipping_address.0,
                     parcels: shipments::manifest(&self.pool, id).await?,
                 };
-                let b = self.carrier.book(&req).await.map_err(|e| party("ShipmentRejected", e))?;
+                let call = party_calls::count(&self.pool, id, "book_shipment").await?;
+                let b = self.carrier.book(&req).await.map_err(|e| match e {
+                    PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
+                    e => party("ShipmentRejected", e),
+                })?;
                 shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number }
             }
         };

@@ -68,7 +68,8 @@ pub trait PaymentGateway: Send + Sync {
 
 /// Deterministic gateway for development and tests, driven by the payment token:
 /// `tok_declined` is declined, `tok_flaky` fails transiently on the first two calls
-/// for an order and then succeeds, `tok_error` is refused permanently, and any
+/// for an order and then succeeds, `tok_unavailable` always fails transiently,
+/// `tok_error` is refused permanently, and any
 /// other token succeeds. References derive from the idempotency key, so a
 /// repeated call returns the same reference, as a real gateway does.
 #[derive(Default)]
@@ -94,6 +95,7 @@ impl PaymentGateway for SimulatedPaymentGateway {
         match req.payment_token.as_str() {
             "tok_declined" => Ok(ChargeResult::Declined { reason: "card_declined".into() }),
             "tok_error" => Err(PartyError::Permanent("invalid_request: token not usable".into())),
+            "tok_unavailable" => Err(PartyError::Transient(format!("gateway unavailable (simulated, call {call})"))),
             "tok_flaky" if call <= 2 => Err(PartyError::Transient(format!("gateway timeout (simulated, call {call})"))),
             _ => Ok(ChargeResult::Captured { reference: reference("sim_ch", &req.idempotency_key) }),
         }

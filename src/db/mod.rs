@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;
+pub mod party_calls;
 pub mod payments;
 pub mod shipments;
 pub mod users;

@@ -122,7 +122,9 @@ struct Undo {
     booked: bool,
 }
 
-/// Payment: initial 1 s, at most 60 s between attempts, 3 attempts.
+/// Payment: initial 1 s, at most 60 s between attempts, and no bound on attempts
+/// here: the activity fails for good after the gateway's third failed call
+/// (`party_calls`), so our own database being away never fails an order.
 fn payment() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(30))
@@ -131,13 +133,14 @@ fn payment() -> LocalActivityOptions {
                 .initial_interval(Duration::from_secs(1))
                 .backoff_coefficient(2.0)
                 .maximum_interval(Duration::from_secs(60))
-                .maximum_attempts(3)
+                .maximum_attempts(0)
                 .non_retryable_error_types(["PaymentFailed"])
                 .build(),
         )
         .build()
 }
 
+/// Booking: as payment, bounded by the carrier's fifth failed call in the activity.
 fn shipment() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(30))
@@ -145,7 +148,7 @@ fn shipment() -> LocalActivityOptions {
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
                 .maximum_interval(Duration::from_secs(60))
-                .maximum_attempts(5)
+                .maximum_attempts(0)
                 .non_retryable_error_types(["ShipmentRejected"])
                 .build(),
         )

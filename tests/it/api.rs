@@ -110,6 +110,7 @@ async fn a_key_raced_with_two_bodies_makes_one_order() {
     assert_eq!((replays, conflicts), (9, 10), "{bodies_of:?}");
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 1);
+    report_fault("6. one key from 20 clients, two bodies", 20, 1, None, &[]);
 }
 
 #[tokio::test]
@@ -126,7 +127,7 @@ async fn concurrent_duplicates_create_one_order_and_one_workflow() {
     let app = spawn_app().await;
     let token = app.customer("alice");
     let body = widgets(1);
-    let posts = (0..12).map(|_| app.post_order_with_key(&token, &body, Some("storm")));
+    let posts = (0..20).map(|_| app.post_order_with_key(&token, &body, Some("storm")));
     let responses = futures::future::join_all(posts).await;
 
     let mut ids = std::collections::BTreeSet::new();
@@ -151,6 +152,7 @@ async fn concurrent_duplicates_create_one_order_and_one_workflow() {
     assert!(count <= 1, "{count} workflows");
     let handle = client.get_workflow_handle::<orders::workflows::OrderWorkflow>(format!("order-{id}"));
     handle.describe(Default::default()).await.expect("the workflow exists");
+    report_fault("6. one key from 20 clients, same body", 20, 1, None, &[]);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -19,17 +19,17 @@ impl Drop for Process {
 }
 
 impl Process {
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
     }
 
     /// Sends SIGTERM and returns whether the process exited cleanly within `within`.
-    async fn terminate(&mut self, within: Duration) -> bool {
+    pub(crate) async fn terminate(&mut self, within: Duration) -> bool {
         self.sigterm();
         self.exited_cleanly(within).await
     }
 
-    async fn exited_cleanly(&mut self, within: Duration) -> bool {
+    pub(crate) async fn exited_cleanly(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {
@@ -41,34 +41,34 @@ impl Process {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// An empty database, migrated by the binary itself, and the settings of one stack.
-struct Stack {
+pub(crate) struct Stack {
     env: Vec<(String, String)>,
-    db: sqlx::PgPool,
-    api: String,
-    worker_health: String,
+    pub(crate) db: sqlx::PgPool,
+    pub(crate) api: String,
+    pub(crate) worker_health: String,
     worker_metrics: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// Each process appends its JSON log lines here.
     logs: std::path::PathBuf,
 }
 
 impl Stack {
-    async fn new() -> Stack {
+    pub(crate) async fn new() -> Stack {
         Self::with(&[]).await
     }
 
-    async fn with(extra: &[(&str, String)]) -> Stack {
+    pub(crate) async fn with(extra: &[(&str, String)]) -> Stack {
         let admin = std::env::var("ORDERS_TEST_DATABASE_URL").expect("run through scripts/test");
         Self::on(&admin, extra).await
     }
 
     /// On the Postgres server of `admin` (a URL to a database there we may create others from).
-    async fn on(admin: &str, extra: &[(&str, String)]) -> Stack {
+    pub(crate) async fn on(admin: &str, extra: &[(&str, String)]) -> Stack {
         let name = format!("orders_e2e_{}", uuid::Uuid::new_v4().simple());
         let pool = sqlx::PgPool::connect(admin).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
@@ -131,20 +131,24 @@ impl Stack {
         }
     }
 
-    async fn start_api(&self) -> Process {
+    pub(crate) async fn start_api(&self) -> Process {
         let p = Process(self.binary("orders-api", &["serve"]).spawn().unwrap());
         self.wait_ready(&format!("{}/readyz", self.api)).await;
         p
     }
 
-    async fn start_worker(&self) -> Process {
+    pub(crate) async fn start_worker(&self) -> Process {
         let p = Process(self.binary("orders-worker", &[]).spawn().unwrap());
         self.wait_ready(&format!("{}/readyz", self.worker_health)).await;
         p
     }
 
     fn token(&self, sub: &str) -> String {
-        let mut cmd = self.binary("orders-api", &["token", "--sub", sub, "--role", "customer"]);
+        self.token_as(sub, "customer")
+    }
+
+    pub(crate) fn token_as(&self, sub: &str, role: &str) -> String {
+        let mut cmd = self.binary("orders-api", &["token", "--sub", sub, "--role", role]);
         // The token goes to our pipe, not to the log file.
         String::from_utf8(cmd.stdout(Stdio::piped()).output().unwrap().stdout).unwrap().trim().to_owned()
     }
@@ -281,152 +285,23 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     }
 }
 
-type Placed = Vec<(String, String, bool)>;
-
-const CLIENTS: usize = 4;
-const ORDERS_PER_CLIENT: usize = 15;
-
-/// Four storefront clients placing 15 orders each (every fifth declined), each
-/// retrying its POST with the same `Idempotency-Key` until an answer that is not
-/// "try again": 503, or no answer while the API is away.
-fn storefront_clients(stack: &Stack, token: &str) -> Vec<tokio::task::JoinHandle<Placed>> {
-    (0..CLIENTS)
-        .map(|c| {
-            let (http, base, token) = (stack.http.clone(), stack.api.clone(), token.to_owned());
-            tokio::spawn(async move {
-                let mut placed = Vec::new();
-                for n in 0..ORDERS_PER_CLIENT {
-                    let key = format!("load-{c}-{n}");
-                    let mut body = widgets(1);
-                    if n % 5 == 4 {
-                        body["payment_token"] = json!("tok_declined");
-                    }
-                    let id = loop {
-                        let sent = http
-                            .post(format!("{base}/orders"))
-                            .bearer_auth(&token)
-                            .header("Idempotency-Key", &key)
-                            .json(&body)
-                            .send()
-                            .await;
-                        match sent {
-                            Ok(r) if r.status().is_success() => {
-                                break r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-                            }
-                            Ok(r) => assert_eq!(r.status(), 503, "only 'try again' is acceptable"),
-                            Err(_) => {} // the API is restarting
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    };
-                    placed.push((key, id, n % 5 == 4));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                placed
-            })
-        })
-        .collect()
-}
-
-async fn orders_so_far(stack: &Stack) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&stack.db).await.unwrap()
-}
-
-/// Once the clients are done: every order at its end (shipped, or failed when
-/// declined), one per key, one successful charge per shipped order and none for
-/// the others, no refund, and the stock adds up.
-async fn nothing_lost_or_doubled(
-    stack: &Stack,
-    token: &str,
-    clients: Vec<tokio::task::JoinHandle<Placed>>,
-    stock_before: i32,
-) {
-    let mut placed = Vec::new();
-    for c in clients {
-        placed.extend(c.await.unwrap());
-    }
-    assert_eq!(placed.len(), CLIENTS * ORDERS_PER_CLIENT);
-    for (_, id, declined) in &placed {
-        let end = if *declined { "failed" } else { "shipped" };
-        let order = stack.wait_for(token, id, &[end]).await;
-        assert_eq!(order["status"], end, "{order:#}");
-    }
-    assert_eq!(orders_so_far(stack).await as usize, placed.len(), "one order per idempotency key");
-    let charges: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT o.status, count(p.*) FILTER (WHERE p.kind = 'charge' AND p.status = 'succeeded')
-           FROM orders o LEFT JOIN payments p ON p.order_id = o.id GROUP BY o.id, o.status",
-    )
-    .fetch_all(&stack.db)
-    .await
-    .unwrap();
-    for (status, succeeded) in charges {
-        assert_eq!(succeeded, i64::from(status == "shipped"), "a {status} order has {succeeded} successful charges");
-    }
-    let refunds: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM payments WHERE kind = 'refund'").fetch_one(&stack.db).await.unwrap();
-    assert_eq!(refunds, 0, "nothing to refund: no order was cancelled after payment");
-    let shipped = placed.iter().filter(|(_, _, declined)| !declined).count() as i32;
-    let (available, reserved) = stock(&stack.db, WIDGET.0).await;
-    assert_eq!(reserved, shipped, "one unit held per shipped order, none for failed ones");
-    assert_eq!(available + reserved, stock_before, "stock adds up");
-}
-
-/// SIGTERM to the worker and then to the API while clients keep placing orders:
-/// readiness goes first, both drain, and once both run again nothing is lost or doubled.
-#[tokio::test]
-async fn sigterm_under_load_loses_and_doubles_nothing() {
-    // A second of "not ready but still serving" after SIGTERM, as behind a load balancer.
-    let stack = Stack::with(&[("ORDERS_SHUTDOWN_DELAY", "1s".into())]).await;
-    let mut api = stack.start_api().await;
-    let mut worker = stack.start_worker().await;
-    let token = stack.token("e2e-load");
-    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
-    let clients = storefront_clients(&stack, &token);
-
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let at_worker_stop = orders_so_far(&stack).await;
-    worker.sigterm();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // From the signal on, the worker is never ready again: 503 while it drains, then gone.
-    let ready = stack.http.get(format!("{}/readyz", stack.worker_health)).send().await;
-    assert!(ready.map(|r| r.status() == 503).unwrap_or(true), "a stopping worker is not ready");
-    assert!(worker.exited_cleanly(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let worker = stack.start_worker().await;
-    let at_api_stop = orders_so_far(&stack).await;
-    api.sigterm();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready from the signal on");
-    let live = stack.http.get(format!("{}/healthz", stack.api)).send().await.unwrap();
-    assert_eq!(live.status(), 200, "still serving during ORDERS_SHUTDOWN_DELAY");
-    assert!(api.exited_cleanly(Duration::from_secs(20)).await, "the API drains and exits on SIGTERM");
-    let api = stack.start_api().await;
-    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
-    assert!(
-        0 < at_worker_stop && at_worker_stop < at_api_stop && at_api_stop < total,
-        "both stops came while orders were arriving: {at_worker_stop}, {at_api_stop} of {total}"
-    );
-    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
-    drop((worker, api));
-}
-
 /// A Temporal dev server of the test's own (the shared one cannot be restarted),
 /// on a state file that survives restarts.
-struct OwnTemporal {
-    port: u16,
+pub(crate) struct OwnTemporal {
+    pub(crate) port: u16,
     db: std::path::PathBuf,
     process: Option<Process>,
 }
 
 impl OwnTemporal {
-    async fn start() -> OwnTemporal {
+    pub(crate) async fn start() -> OwnTemporal {
         let db = std::env::temp_dir().join(format!("orders-faults-{}.db", uuid::Uuid::new_v4().simple()));
         let mut t = OwnTemporal { port: free_port(), db, process: None };
         t.restart().await;
         t
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let cli = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/temporal");
         let (port, http, metrics) = (self.port.to_string(), free_port().to_string(), free_port().to_string());
         let child = Command::new(cli)
@@ -445,7 +320,7 @@ impl OwnTemporal {
         }
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
             assert!(p.terminate(Duration::from_secs(20)).await, "the Temporal dev server stops on SIGTERM");
         }
@@ -457,41 +332,6 @@ impl Drop for OwnTemporal {
         self.process.take();
         let _ = std::fs::remove_file(&self.db);
     }
-}
-
-/// `kill -9` of the worker and of the API, and a restart of the Temporal server
-/// (its state kept), each while clients keep placing orders: once everything runs
-/// again, nothing is lost or doubled.
-#[tokio::test]
-async fn kill_9_and_a_temporal_restart_under_load_lose_and_double_nothing() {
-    let mut temporal = OwnTemporal::start().await;
-    let stack = Stack::with(&[("TEMPORAL_ADDRESS", format!("127.0.0.1:{}", temporal.port))]).await;
-    let mut api = stack.start_api().await;
-    let mut worker = stack.start_worker().await;
-    let token = stack.token("e2e-faults");
-    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
-    let clients = storefront_clients(&stack, &token);
-
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = worker.0.kill(); // SIGKILL: no drain, tasks in flight are simply lost to Temporal's timeouts
-    let _ = worker.0.wait();
-    let worker = stack.start_worker().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = api.0.kill();
-    let _ = api.0.wait();
-    let api = stack.start_api().await;
-    let at_temporal_stop = orders_so_far(&stack).await;
-    temporal.stop().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    temporal.restart().await;
-    let total = (CLIENTS * ORDERS_PER_CLIENT) as i64;
-    assert!(at_temporal_stop < total, "Temporal went away while orders were arriving");
-    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
-    drop((worker, api));
-}
-
-async fn stock(db: &sqlx::PgPool, sku: &str) -> (i32, i32) {
-    sqlx::query_as("SELECT available, reserved FROM inventory WHERE sku = $1").bind(sku).fetch_one(db).await.unwrap()
 }
 
 /// The spans a local OTLP receiver got, by id.
@@ -606,7 +446,7 @@ async fn one_order_is_one_trace_from_the_storefronts_traceparent_to_the_sql() {
 
 /// A Postgres server of the test's own (the shared one cannot be restarted), set
 /// up by the same shell functions as scripts/test.
-struct OwnPostgres {
+pub(crate) struct OwnPostgres {
     dir: std::path::PathBuf,
     port: u16,
 }
@@ -624,25 +464,25 @@ impl OwnPostgres {
             .is_ok_and(|s| s.success())
     }
 
-    fn start() -> OwnPostgres {
+    pub(crate) fn start() -> OwnPostgres {
         let dir = std::env::temp_dir().join(format!("orders-faults-pg-{}", uuid::Uuid::new_v4().simple()));
         let pg = OwnPostgres { dir, port: free_port() };
         pg.up();
         pg
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         let (dir, port) = (self.dir.to_string_lossy().into_owned(), self.port.to_string());
         assert!(Self::lib(r#"PG_FSYNC=off start_postgres "$1" "$2""#, &[&dir, &port]), "Postgres starts");
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         let dir = self.dir.to_string_lossy().into_owned();
         let stop = r#"if id postgres >/dev/null 2>&1; then su postgres -s /bin/sh -c "'$PGBIN/pg_ctl' -D '$1' -m fast -w stop"; else "$PGBIN/pg_ctl" -D "$1" -m fast -w stop; fi"#;
         assert!(Self::lib(stop, &[&dir]), "Postgres stops");
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -652,33 +492,4 @@ impl Drop for OwnPostgres {
         self.down();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Postgres restarted while clients keep placing orders: meanwhile the API answers
-/// 503 problem+json (the clients accept nothing else: never a 500), it recovers by
-/// itself, and nothing is lost or doubled.
-#[tokio::test]
-async fn a_postgres_restart_under_load_answers_503_and_loses_nothing() {
-    let pg = OwnPostgres::start();
-    let stack = Stack::on(&pg.url(), &[]).await;
-    let api = stack.start_api().await;
-    let worker = stack.start_worker().await;
-    let token = stack.token("e2e-pg");
-    let (stock_before, _) = stock(&stack.db, WIDGET.0).await;
-    let clients = storefront_clients(&stack, &token);
-
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = orders_so_far(&stack).await;
-    pg.down();
-    let resp =
-        stack.http.post(format!("{}/orders", stack.api)).bearer_auth(&token).json(&widgets(1)).send().await.unwrap();
-    assert_eq!(resp.status(), 503, "Postgres away: try again");
-    assert_eq!(resp.headers()["content-type"], "application/problem+json");
-    let ready = stack.http.get(format!("{}/readyz", stack.api)).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready without Postgres");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    pg.up();
-    assert!(before < (CLIENTS * ORDERS_PER_CLIENT) as i64, "Postgres went away while orders were arriving");
-    nothing_lost_or_doubled(&stack, &token, clients, stock_before).await;
-    drop((worker, api));
 }

@@ -8,6 +8,7 @@ mod contract;
 mod e2e;
 mod email;
 mod events;
+mod faults;
 mod lifecycle;
 mod listing;
 mod support;

@@ -301,3 +301,20 @@ pub async fn capture_workflow(app: &TestApp, workflow_id: &str, name: &str) {
         record_history(name, &json);
     }
 }
+
+/// Appends one fault's outcome to the report at ORDERS_FAULTS_REPORT, when set
+/// (scripts/faults prints it as a table): the orders of the load, the faults
+/// injected, the recovery time and every invariant violated.
+pub fn report_fault(fault: &str, orders: usize, injected: usize, recovery: Option<Duration>, violations: &[String]) {
+    let Some(path) = std::env::var_os("ORDERS_FAULTS_REPORT") else { return };
+    let line = json!({
+        "fault": fault,
+        "orders": orders,
+        "injected": injected,
+        "recovery_seconds": recovery.map(|r| r.as_secs_f64()),
+        "violations": violations,
+    });
+    use std::io::Write;
+    let mut file = std::fs::File::options().create(true).append(true).open(path).expect("open the faults report");
+    writeln!(file, "{line}").expect("write the faults report");
+}

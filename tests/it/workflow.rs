@@ -156,6 +156,26 @@ async fn a_refused_payment_fails_without_a_refund() {
 }
 
 #[tokio::test]
+async fn a_gateway_that_stays_unavailable_fails_the_payment_after_three_calls() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &with_token(widgets(1), "tok_unavailable")).await;
+
+    let order = app.wait_for_status(&token, &id, "failed").await;
+
+    assert_eq!(order["reason"], "payment_failed");
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "failed".to_owned())], "no refund recorded");
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    // The bound counts the gateway's calls (the workflow's own retries are unbounded).
+    let calls: i32 = sqlx::query_scalar("SELECT calls FROM party_calls WHERE order_id = $1::uuid AND step = 'charge'")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, 3);
+}
+
+#[tokio::test]
 async fn a_shipment_that_cannot_be_booked_refunds_and_releases() {
     let app = spawn_app_with_worker().await;
     let token = app.customer("alice");
@@ -250,4 +270,5 @@ async fn a_hundred_orders_for_ten_in_stock_ship_exactly_ten() {
             .await
             .unwrap();
     assert_eq!(charged, 10, "one charge per shipped order, none for the others");
+    report_fault("5. 100 concurrent orders for 10 in stock", 100, 1, None, &[]);
 }
