@@ -57,7 +57,7 @@ start_postgres() {
   if [ ! -f "$dir/PG_VERSION" ]; then
     "${RUNAS[@]}" "'$PGBIN/initdb' -D '$dir' -U postgres -A trust --no-sync -E UTF8" >/dev/null
   fi
-  "${RUNAS[@]}" "'$PGBIN/pg_ctl' -D '$dir' -l '$dir/server.log' -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${PG_FSYNC:-on}\" -w start" >/dev/null \
+  "${RUNAS[@]}" "'$PGBIN/pg_ctl' -D '$dir' -l '$dir/server.log' -o \"-p $port -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=${PG_FSYNC:-on} ${PG_OPTS:-}\" -w start" >/dev/null \
     || { cat "$dir/server.log" >&2; die "Postgres did not start"; }
 }
 

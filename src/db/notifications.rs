@@ -1,33 +1,12 @@
-//! The notification outbox. A row is written in the same transaction as the
-//! status change it announces, so a notification is never lost nor sent for a
-//! change that rolled back; UNIQUE (order_id, event_key) makes a retried step write it once.
+//! The notification outbox. A row is written with the timeline event it
+//! announces (`orders::record_event`, same statement), so a notification is
+//! never lost nor sent for a change that rolled back; UNIQUE (order_id, event_key)
+//! makes a retried step write it once.
 
-use serde::Serialize;
-use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::activities::notifier::{Channel, Notification};
 use crate::domain::OrderId;
-
-#[tracing::instrument(name = "db.notifications.enqueue", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn enqueue(
-    conn: &mut PgConnection,
-    id: OrderId,
-    kind: &str,
-    event_key: &str,
-    payload: &impl Serialize,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO notifications (order_id, kind, event_key, payload) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(id.0)
-    .bind(kind)
-    .bind(event_key)
-    .bind(Json(payload))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
 
 /// The order's notifications not yet delivered on `channel`, oldest first.
 #[tracing::instrument(name = "db.notifications.undelivered", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

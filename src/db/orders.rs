@@ -3,13 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::notifications;
 use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
@@ -70,22 +69,26 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
                 .await?;
         return Ok(Recorded::Existing { id: OrderId(id), request_hash });
     };
-    for (line_no, line) in order.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(order.id.0)
-        // at most NewOrder::MAX_LINES lines
-        .bind(line_no as i16)
-        .bind(line.sku.as_str())
-        .bind(&line.name)
-        .bind(line.quantity.get() as i32)
-        .bind(line.unit_price)
-        .bind(line.line_total)
-        .execute(&mut *tx)
-        .await?;
-    }
+    // Every line in one statement, whatever the number of lines.
+    let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+    let names: Vec<&str> = order.lines.iter().map(|l| l.name.as_str()).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity.get() as i32).collect();
+    let unit_prices: Vec<Decimal> = order.lines.iter().map(|l| l.unit_price).collect();
+    let line_totals: Vec<Decimal> = order.lines.iter().map(|l| l.line_total).collect();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
+         SELECT $1, (l.n - 1)::smallint, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
+           FROM unnest($2::text[], $3::text[], $4::int[], $5::numeric[], $6::numeric[]) \
+                WITH ORDINALITY AS l(sku, name, quantity, unit_price, line_total, n)",
+    )
+    .bind(order.id.0)
+    .bind(&skus)
+    .bind(&names)
+    .bind(&quantities)
+    .bind(&unit_prices)
+    .bind(&line_totals)
+    .execute(&mut *tx)
+    .await?;
     let first_event_id = record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?.unwrap_or(0);
     tx.commit().await?;
     Ok(Recorded::Created { created_at, first_event_id })
@@ -101,22 +104,27 @@ pub async fn record_event(
     key: &str,
     detail: Option<&str>,
 ) -> Result<Option<i64>, sqlx::Error> {
+    // One round trip: the event, its notification in the outbox, and a wake-up
+    // for live-event subscribers on every API replica (delivered at commit) —
+    // the last two only when the event is new.
+    let payload = serde_json::json!({"order_id": id, "status": status, "detail": detail});
     let added: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING RETURNING id",
+        "WITH e AS (INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
+                    ON CONFLICT DO NOTHING RETURNING id), \
+              n AS (INSERT INTO notifications (order_id, kind, event_key, payload) SELECT $1, $5, $3, $6 FROM e \
+                    ON CONFLICT DO NOTHING), \
+              woken AS (SELECT pg_notify($7, $1::text) FROM e) \
+         SELECT e.id FROM e LEFT JOIN woken ON true",
     )
     .bind(id.0)
     .bind(status)
     .bind(key)
     .bind(detail)
+    .bind(format!("order.{status}"))
+    .bind(Json(&payload))
+    .bind(EVENTS_CHANNEL)
     .fetch_optional(&mut *conn)
     .await?;
-    if added.is_some() {
-        let payload = serde_json::json!({"order_id": id, "status": status, "detail": detail});
-        notifications::enqueue(&mut *conn, id, &format!("order.{status}"), key, &payload).await?;
-        // Wakes live-event subscribers on every API replica, at commit.
-        sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(id.to_string()).execute(conn).await?;
-    }
     Ok(added.map(|(event_id,)| event_id))
 }
 
@@ -254,7 +262,7 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderItemView {
     pub sku: String,
     pub name: String,
@@ -278,7 +286,7 @@ pub struct PaymentView {
     pub provider_reference: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ShipmentView {
     pub carrier: String,
     pub tracking_number: String,
@@ -287,7 +295,7 @@ pub struct ShipmentView {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct EventView {
     /// Increasing; the SSE event id (`Last-Event-ID` resumes after it).
     pub id: i64,
@@ -347,6 +355,8 @@ impl OrderView {
     }
 }
 
+/// An order row with its lines, payments, shipment and timeline aggregated as
+/// JSON by the same statement: `GET /orders/{id}` costs one round trip.
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: Uuid,
@@ -364,9 +374,13 @@ struct OrderRow {
     notes: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    items: Json<Vec<OrderItemView>>,
+    payments: Json<Vec<PaymentRow>>,
+    shipment: Option<Json<ShipmentView>>,
+    timeline: Json<Vec<EventView>>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Deserialize)]
 struct PaymentRow {
     kind: String,
     status: String,
@@ -374,41 +388,31 @@ struct PaymentRow {
     provider_reference: Option<String>,
 }
 
+/// Money goes into the JSON as text (`::text`): a JSON number would pass
+/// through a float on the way to `Decimal`.
+const VIEW: &str = "SELECT o.id, o.customer_id, o.status, o.reason, o.currency, o.subtotal, o.tax, o.shipping, o.total, \
+       o.shipping_address, o.billing_address, o.payment_method, o.notes, o.created_at, o.updated_at, \
+       COALESCE((SELECT json_agg(json_build_object('sku', i.sku, 'name', i.name, 'quantity', i.quantity, \
+                     'unit_price', i.unit_price::text, 'line_total', i.line_total::text) ORDER BY i.line_no) \
+                 FROM order_items i WHERE i.order_id = o.id), '[]') AS items, \
+       COALESCE((SELECT json_agg(json_build_object('kind', p.kind, 'status', p.status, 'amount', p.amount::text, \
+                     'provider_reference', p.provider_reference)) \
+                 FROM payments p WHERE p.order_id = o.id), '[]') AS payments, \
+       (SELECT json_build_object('carrier', s.carrier, 'tracking_number', s.tracking_number, \
+                     'created_at', s.created_at, 'cancelled_at', s.cancelled_at) \
+          FROM shipments s WHERE s.order_id = o.id) AS shipment, \
+       COALESCE((SELECT json_agg(json_build_object('id', e.id, 'status', e.status, 'detail', e.detail, 'at', e.at) \
+                     ORDER BY e.id) \
+                 FROM order_events e WHERE e.order_id = o.id), '[]') AS timeline \
+  FROM orders o WHERE o.id = $1";
+
 /// The whole order as a customer sees it; `None` when there is no such order.
 #[tracing::instrument(name = "db.orders.view", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
 pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
-    let Some(o) = sqlx::query_as::<_, OrderRow>(
-        "SELECT id, customer_id, status, reason, currency, subtotal, tax, shipping, total, shipping_address, \
-           billing_address, payment_method, notes, created_at, updated_at FROM orders WHERE id = $1",
-    )
-    .bind(id.0)
-    .fetch_optional(pool)
-    .await?
-    else {
+    let Some(o) = sqlx::query_as::<_, OrderRow>(VIEW).bind(id.0).fetch_optional(pool).await? else {
         return Ok(None);
     };
-    let (items, payments, shipment, timeline) = tokio::try_join!(
-        sqlx::query_as::<_, OrderItemView>(
-            "SELECT sku, name, quantity, unit_price, line_total FROM order_items WHERE order_id = $1 ORDER BY line_no"
-        )
-        .bind(id.0)
-        .fetch_all(pool),
-        sqlx::query_as::<_, PaymentRow>(
-            "SELECT kind, status, amount, provider_reference FROM payments WHERE order_id = $1"
-        )
-        .bind(id.0)
-        .fetch_all(pool),
-        sqlx::query_as::<_, ShipmentView>(
-            "SELECT carrier, tracking_number, created_at, cancelled_at FROM shipments WHERE order_id = $1"
-        )
-        .bind(id.0)
-        .fetch_optional(pool),
-        sqlx::query_as::<_, EventView>(
-            "SELECT id, status, detail, at FROM order_events WHERE order_id = $1 ORDER BY id"
-        )
-        .bind(id.0)
-        .fetch_all(pool),
-    )?;
+    let payments = o.payments.0;
     let charge = payments.iter().find(|p| p.kind == "charge");
     let refunded = payments.iter().any(|p| p.kind == "refund" && p.status == "succeeded");
     let payment = PaymentView {
@@ -428,7 +432,7 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         status: OrderStatus::parse(&o.status).unwrap_or(OrderStatus::Pending),
         reason: o.reason,
         currency: o.currency,
-        items,
+        items: o.items.0,
         subtotal: o.subtotal,
         tax: o.tax,
         shipping: o.shipping,
@@ -436,9 +440,9 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
         shipping_address: o.shipping_address.0,
         billing_address: o.billing_address.0,
         payment,
-        shipment,
+        shipment: o.shipment.map(|s| s.0),
         notes: o.notes,
-        timeline,
+        timeline: o.timeline.0,
         created_at: o.created_at,
         updated_at: o.updated_at,
     }))

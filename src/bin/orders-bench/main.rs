@@ -33,6 +33,10 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The worker is stopped: accepted orders wait, so neither side shares the
+        /// machine with running orders, and nothing drains between the two sides.
+        #[arg(long)]
+        worker_stopped: bool,
     },
     /// N orders through the service, from the first POST to the last `shipped`.
     EndToEnd {
@@ -103,16 +107,22 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = own_cpu_seconds();
     let wall = Instant::now();
     let mut result = match Cli::parse().command {
-        Command::StartPath { api, token, concurrency, seconds } => {
+        Command::StartPath { api, token, concurrency, seconds, worker_stopped } => {
             let d = Duration::from_secs(seconds);
             let pool = orders::db::pool(&settings)?;
-            // Each side starts on a quiet server: the worker has finished the orders posted before.
-            wait_for_quiet(&pool).await?;
+            // With a running worker, each side starts on a quiet server: the worker
+            // has finished the orders posted before.
+            if !worker_stopped {
+                wait_for_quiet(&pool).await?;
+            }
             let post = load::post_orders(&api, &token, concurrency, d).await;
-            wait_for_quiet(&pool).await?;
+            if !worker_stopped {
+                wait_for_quiet(&pool).await?;
+            }
             let client = orders::temporal::connect(&settings, "orders-bench").await?;
             let bare = load::bare_starts(&client, concurrency, d).await;
-            json!({"scenario": "start_path", "concurrency": concurrency, "post": post, "bare_start": bare})
+            let worker = if worker_stopped { "stopped" } else { "running" };
+            json!({"scenario": "start_path", "worker": worker, "concurrency": concurrency, "post": post, "bare_start": bare})
         }
         Command::EndToEnd { api, token, orders: n, concurrency } => {
             end_to_end(&settings, &api, &token, n, concurrency).await?

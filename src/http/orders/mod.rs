@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use self::request::CreateOrderRequest;
 use super::auth::{Caller, Role};
@@ -94,10 +95,18 @@ async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
         Err(_) => Err(format!("no answer from Temporal within {START_TIMEOUT:?}")),
     };
     match started {
+        // Off the answer's path: an unmarked order only costs the recovery loop a
+        // start that Temporal answers "already started".
         Ok(()) => {
-            if let Err(e) = orders::mark_workflow_started(&state.pool, id).await {
-                tracing::warn!(order_id = %id, error = %e, "workflow started but not marked; recovery will re-check");
-            }
+            let pool = state.pool.clone();
+            tokio::spawn(
+                async move {
+                    if let Err(e) = orders::mark_workflow_started(&pool, id).await {
+                        tracing::warn!(order_id = %id, error = %e, "workflow started but not marked; recovery will re-check");
+                    }
+                }
+                .in_current_span(),
+            );
         }
         Err(e) => tracing::warn!(order_id = %id, error = %e, "workflow not started yet; recovery loop will retry"),
     }
