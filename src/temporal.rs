@@ -108,6 +108,14 @@ pub fn traced<F: std::future::Future>(call: F) -> opentelemetry::trace::WithCont
     opentelemetry::trace::FutureExt::with_context(call, context)
 }
 
+/// How long a workflow task may go unanswered before the server hands it to
+/// another worker, and (the worker's sticky-queue setting) how long a task waits
+/// for the worker that has the workflow cached. Both bound how long orders stall
+/// after a worker dies without saying so (`kill -9`, a lost node): Temporal's
+/// default is 10 s. Local activities longer than this keep their task alive with
+/// heartbeats, so it does not limit a step's duration.
+pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Starts a workflow idempotently on its id: a start repeated while it runs
 /// attaches to that run; one repeated after it closed is refused by the server,
 /// which also means "started".
@@ -125,6 +133,7 @@ where
     let opts = WorkflowStartOptions::new(settings.task_queue.clone(), workflow_id)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .task_timeout(WORKFLOW_TASK_TIMEOUT)
         .build();
     match traced(client.start_workflow(workflow, input, opts)).await {
         Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),

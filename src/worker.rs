@@ -38,6 +38,7 @@ pub fn build(
         .register_activities(activities)
         .tuner(tuner(w))
         .max_cached_workflows(w.max_cached_workflows)
+        .sticky_queue_schedule_to_start_timeout(crate::temporal::WORKFLOW_TASK_TIMEOUT)
         .workflow_task_poller_behavior(pollers(w))
         .activity_task_poller_behavior(pollers(w))
         // Leave room inside the process's own grace period to finish the drain.

@@ -217,22 +217,27 @@ async fn mark(stack: &Stack) -> Mark {
 }
 
 /// Recovery: how long after the fault the last of the orders then in flight took
-/// its next step (None when none was in flight).
-async fn recovery(stack: &Stack, marks: &[Mark]) -> Option<Duration> {
-    let mut worst: Option<Duration> = None;
+/// its next step, and which order that was (None when none was in flight).
+async fn recovery(stack: &Stack, marks: &[Mark]) -> Option<(Duration, String)> {
+    let mut worst: Option<(Duration, String)> = None;
     for m in marks.iter().filter(|m| !m.in_flight.is_empty()) {
-        let next: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT max(next) FROM (SELECT min(at) AS next FROM order_events
-                                     WHERE order_id = ANY($1) AND at > $2 GROUP BY order_id) n",
+        let slowest: Option<(Uuid, DateTime<Utc>, String)> = sqlx::query_as(
+            "SELECT e.order_id, e.at, e.status FROM order_events e
+              WHERE e.order_id = ANY($1) AND e.at > $2
+                AND NOT EXISTS (SELECT 1 FROM order_events f WHERE f.order_id = e.order_id
+                                   AND f.at > $2 AND f.id < e.id)
+              ORDER BY e.at DESC LIMIT 1",
         )
         .bind(&m.in_flight)
         .bind(m.at)
-        .fetch_one(&stack.db)
+        .fetch_optional(&stack.db)
         .await
         .unwrap();
-        if let Some(next) = next {
-            let took = (next - m.at).to_std().unwrap_or_default();
-            worst = Some(worst.map_or(took, |w| w.max(took)));
+        if let Some((id, at, status)) = slowest {
+            let took = (at - m.at).to_std().unwrap_or_default();
+            if worst.as_ref().is_none_or(|(w, _)| took > *w) {
+                worst = Some((took, format!("order {id}, next step {status}")));
+            }
         }
     }
     worst
@@ -420,7 +425,11 @@ async fn conclude(fault: &str, stack: &Stack, load: Load, marks: &[Mark], worker
         placed.extend(c.await.expect("a storefront client failed"));
     }
     let violations = check_invariants(stack, &placed, workers_restarted).await;
-    report_fault(fault, placed.len(), marks.len(), recovery(stack, marks).await, &violations);
+    let recovered = recovery(stack, marks).await;
+    report_fault(fault, placed.len(), marks.len(), recovered.as_ref().map(|(d, _)| *d), &violations);
+    if let Some((took, slowest)) = recovered {
+        eprintln!("{fault}: recovered in {took:?}; the slowest was {slowest}");
+    }
     assert!(violations.is_empty(), "{fault}: {violations:#?}");
     assert!(marks.iter().all(|m| !m.in_flight.is_empty()), "every fault came with orders in flight");
 }
