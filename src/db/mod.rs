@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod orders;
 pub mod party_calls;
 pub mod payments;
+pub mod reviews;
 pub mod shipments;
 pub mod users;
 

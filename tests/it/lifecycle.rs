@@ -70,9 +70,16 @@ async fn a_large_order_waits_for_review_and_continues_when_approved() {
     assert_eq!(app.stock(GADGET.0).await, (GADGET.3 - 3, 0));
     capture(&app, &large, "order-review-approved").await;
 
-    // A decision on an order that is not in review is refused.
-    let (status, _) = app.review(&large, "approve").await;
+    // The same decision again (a retry after a lost answer) is a replay; the
+    // other one is refused, as is a decision on an order never held for review.
+    let (status, order) = app.review(&large, "approve").await;
+    assert_eq!((status, &order["status"]), (StatusCode::ACCEPTED, &json!("delivered")));
+    let (status, p) = app.review(&large, "reject").await;
+    assert_eq!((status, &p["detail"]), (StatusCode::CONFLICT, &json!("the order was already approved")));
+    let (status, _) = app.review(&small, "approve").await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let order: Value = app.get_order(&token, &large).await.json().await.unwrap();
+    assert_eq!(timeline(&order).len(), 7, "the replay changed nothing");
 }
 
 #[tokio::test]

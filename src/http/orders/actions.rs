@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::visible_order;
 use crate::db::orders::{self, OrderView};
+use crate::db::reviews;
 use crate::domain::address::AddressInput;
 use crate::domain::validation::text;
 use crate::domain::{Address, FieldErrors, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind};
@@ -143,7 +144,7 @@ pub struct ReviewBody {
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
-        (status = 409, description = "Not awaiting review", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not awaiting review, or already decided the other way", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn review(
@@ -160,12 +161,32 @@ pub async fn review(
     let (Some(decision), Some(note)) = (decision, note) else {
         return Err(ApiError::Validation(errors.into_vec()));
     };
-    if view.status != OrderStatus::AwaitingReview {
-        return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str())));
+    let approve = matches!(decision, Decision::Approve);
+    let already = |approved: bool| {
+        ApiError::InvalidState(format!("the order was already {}", if approved { "approved" } else { "rejected" }))
+    };
+    // The first decision counts; the same one again is a replay (a retry after
+    // a lost answer), whatever the order's status by now.
+    match reviews::find(&state.pool, id).await? {
+        Some(recorded) if recorded != approve => return Err(already(recorded)),
+        Some(_) if view.status != OrderStatus::AwaitingReview => return Ok((StatusCode::ACCEPTED, Json(view))),
+        // Recorded, but its signal may not have gone out: send it (again) below.
+        Some(_) => {}
+        None if view.status != OrderStatus::AwaitingReview => {
+            return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str())));
+        }
+        None => {
+            let counted = reviews::record(&state.pool, id, approve, note.as_deref(), &caller.subject).await?;
+            if counted != approve {
+                return Err(already(counted));
+            }
+        }
     }
-    let signal = ReviewDecision { approve: matches!(decision, Decision::Approve), note };
+    let signal = ReviewDecision { approve, note };
+    // One signal per order, however often the decision is sent.
+    let opts = WorkflowSignalOptions::builder().request_id(format!("review-{id}")).build();
     let handle = workflow(&state, id).await?;
-    traced(handle.signal(OrderWorkflow::review, signal, WorkflowSignalOptions::default()))
+    traced(handle.signal(OrderWorkflow::review, signal, opts))
         .await
         .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
     Ok((StatusCode::ACCEPTED, Json(view)))
