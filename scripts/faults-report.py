@@ -36,22 +36,24 @@ if os.path.exists(sys.argv[1]):
             r = json.loads(line)
             rows[r["fault"]] = r
 
-md = ["| fault | orders | faults injected | recovery | violations |", "|---|---|---|---|---|"]
+md = ["| fault | orders | faults injected | recovery | slowest next step | violations |", "|---|---|---|---|---|---|"]
 failed = False
 for fault in TESTS:
     r = rows.get(fault)
     if r is None:
         failed = True
-        md.append(f"| {fault} | | | | **the test failed before checking: see its output** |")
+        md.append(f"| {fault} | | | | | **the test failed before checking: see its output** |")
         continue
     rec = r["recovery_seconds"]
     recovery = f"{rec:.1f} s" if rec is not None else "–"
     violations = len(r["violations"])
     failed |= violations > 0
-    md.append(f"| {fault} | {r['orders']} | {r['injected']} | {recovery} | {violations} |")
-    md += [f"|   | | | | {v} |" for v in r["violations"]]
+    slowest = (r.get("slowest") or "–").split(" (order")[0]
+    md.append(f"| {fault} | {r['orders']} | {r['injected']} | {recovery} | {slowest} | {violations} |")
+    md += [f"|   | | | | | {v} |" for v in r["violations"]]
 md += ["", "Recovery: after each fault, the time until the last of the orders then in the service's hands "
-       "(pending, reserved or paid) took its next step, by the timeline's own timestamps; the worst injection counts."]
+       "(pending, reserved or paid) took its next step, by the timeline's own timestamps; the worst injection counts, "
+       "and the slowest next step is that order's."]
 text = "\n".join(md) + "\n"
 print(text)
 if len(sys.argv) > 2:

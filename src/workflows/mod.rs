@@ -15,6 +15,13 @@ use temporalio_sdk::{LocalActivityOptions, WorkflowCancellationToken};
 /// What update validators and handlers return when they refuse.
 pub(crate) type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The longest wait between attempts of a step while it fails on our own side
+/// (Postgres away): orders resume within this much of Postgres being back. The
+/// parties' own failures are bounded by calls (`party_calls`), not by this. It
+/// stays under the SDK's local-retry threshold (1 min), so a backoff never turns
+/// into a timer in the history.
+pub(crate) const STEP_RETRY_CAP: Duration = Duration::from_secs(10);
+
 /// Database steps: idempotent, so retried until they succeed (an outage of
 /// Postgres pauses orders, it does not fail them).
 pub(crate) fn db_step() -> LocalActivityOptions {
@@ -23,7 +30,7 @@ pub(crate) fn db_step() -> LocalActivityOptions {
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_millis(200))
-                .maximum_interval(Duration::from_secs(30))
+                .maximum_interval(STEP_RETRY_CAP)
                 .maximum_attempts(0)
                 .build(),
         )

@@ -27,7 +27,7 @@ use temporalio_sdk::{
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
-use super::{HandlerError, db_step};
+use super::{HandlerError, STEP_RETRY_CAP, db_step};
 use crate::activities::OrderActivities;
 use crate::activities::notifier::Channel;
 use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Deliver, Reservation};
@@ -122,9 +122,9 @@ struct Undo {
     booked: bool,
 }
 
-/// Payment: initial 1 s, at most 60 s between attempts, and no bound on attempts
-/// here: the activity fails for good after the gateway's third failed call
-/// (`party_calls`), so our own database being away never fails an order.
+/// Payment: initial 1 s, at most `STEP_RETRY_CAP` between attempts, and no bound
+/// on attempts here: the activity fails for good after the gateway's third failed
+/// call (`party_calls`), so our own database being away never fails an order.
 fn payment() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(30))
@@ -132,7 +132,7 @@ fn payment() -> LocalActivityOptions {
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
                 .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(60))
+                .maximum_interval(STEP_RETRY_CAP)
                 .maximum_attempts(0)
                 .non_retryable_error_types(["PaymentFailed"])
                 .build(),
@@ -147,7 +147,7 @@ fn shipment() -> LocalActivityOptions {
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(60))
+                .maximum_interval(STEP_RETRY_CAP)
                 .maximum_attempts(0)
                 .non_retryable_error_types(["ShipmentRejected"])
                 .build(),

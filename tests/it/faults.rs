@@ -236,7 +236,7 @@ async fn recovery(stack: &Stack, marks: &[Mark]) -> Option<(Duration, String)> {
         if let Some((id, at, status)) = slowest {
             let took = (at - m.at).to_std().unwrap_or_default();
             if worst.as_ref().is_none_or(|(w, _)| took > *w) {
-                worst = Some((took, format!("order {id}, next step {status}")));
+                worst = Some((took, format!("{status} (order {id})")));
             }
         }
     }
@@ -425,11 +425,7 @@ async fn conclude(fault: &str, stack: &Stack, load: Load, marks: &[Mark], worker
         placed.extend(c.await.expect("a storefront client failed"));
     }
     let violations = check_invariants(stack, &placed, workers_restarted).await;
-    let recovered = recovery(stack, marks).await;
-    report_fault(fault, placed.len(), marks.len(), recovered.as_ref().map(|(d, _)| *d), &violations);
-    if let Some((took, slowest)) = recovered {
-        eprintln!("{fault}: recovered in {took:?}; the slowest was {slowest}");
-    }
+    report_fault(fault, placed.len(), marks.len(), recovery(stack, marks).await, &violations);
     assert!(violations.is_empty(), "{fault}: {violations:#?}");
     assert!(marks.iter().all(|m| !m.in_flight.is_empty()), "every fault came with orders in flight");
 }

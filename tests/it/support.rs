@@ -305,13 +305,22 @@ pub async fn capture_workflow(app: &TestApp, workflow_id: &str, name: &str) {
 /// Appends one fault's outcome to the report at ORDERS_FAULTS_REPORT, when set
 /// (scripts/faults prints it as a table): the orders of the load, the faults
 /// injected, the recovery time and every invariant violated.
-pub fn report_fault(fault: &str, orders: usize, injected: usize, recovery: Option<Duration>, violations: &[String]) {
+///
+/// `recovery` is the time and the step that came last (see `faults::recovery`).
+pub fn report_fault(
+    fault: &str,
+    orders: usize,
+    injected: usize,
+    recovery: Option<(Duration, String)>,
+    violations: &[String],
+) {
     let Some(path) = std::env::var_os("ORDERS_FAULTS_REPORT") else { return };
     let line = json!({
         "fault": fault,
         "orders": orders,
         "injected": injected,
-        "recovery_seconds": recovery.map(|r| r.as_secs_f64()),
+        "recovery_seconds": recovery.as_ref().map(|(r, _)| r.as_secs_f64()),
+        "slowest": recovery.map(|(_, step)| step),
         "violations": violations,
     });
     use std::io::Write;
