@@ -115,6 +115,9 @@ enum End {
     Stopped(StopReason, String),
 }
 
+/// Patch id: compensations run from the durable records, not from the workflow's memory.
+const COMPENSATE_FROM_RECORDS: &str = "compensate-from-records";
+
 /// What has to be undone when the order stops.
 #[derive(Default)]
 struct Undo {
@@ -249,10 +252,16 @@ impl OrderWorkflow {
             Err(other) => return Err(other),
         };
         // Compensate in reverse order of the steps taken, on detached tokens.
-        if undo.booked {
+        // A step may have charged or booked without the workflow hearing of it: a
+        // worker killed after the party's answer was recorded in Postgres but before
+        // the step's result reached the history. So both compensations always run;
+        // each undoes what the records show and nothing otherwise. (Histories from
+        // before this change replay the old, memory-only rule.)
+        let from_records = ctx.patched(COMPENSATE_FROM_RECORDS);
+        if undo.booked || from_records {
             ctx.execute_local_activity(OrderActivities::cancel_shipment, id, compensation()).await?;
         }
-        if undo.charged || reason == StopReason::PaymentFailed || cancelled_by_temporal {
+        if undo.charged || reason == StopReason::PaymentFailed || cancelled_by_temporal || from_records {
             // The gateway may have captured before the failure (or the cancellation) reached us.
             ctx.execute_local_activity(OrderActivities::refund_payment, id, compensation()).await?;
         }

@@ -201,35 +201,44 @@ impl Load {
 }
 
 /// A moment just before a fault (by the database's clock, which stamps the
-/// timeline) and the orders then in the service's own hands.
+/// timeline), the orders then in the service's own hands and, for each, the last
+/// event it had: its next step is the first event after that one. (Event ids, not
+/// times, tell "after": an event is stamped when its transaction began, which may
+/// be before the mark although it became visible after.)
 struct Mark {
     at: DateTime<Utc>,
     in_flight: Vec<Uuid>,
+    last_event: Vec<i64>,
 }
 
 async fn mark(stack: &Stack) -> Mark {
     let (at,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&stack.db).await.unwrap();
-    let in_flight = sqlx::query_scalar("SELECT id FROM orders WHERE status IN ('pending', 'reserved', 'paid')")
-        .fetch_all(&stack.db)
-        .await
-        .unwrap();
-    Mark { at, in_flight }
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT o.id, COALESCE((SELECT max(e.id) FROM order_events e WHERE e.order_id = o.id), 0)
+           FROM orders o WHERE o.status IN ('pending', 'reserved', 'paid')",
+    )
+    .fetch_all(&stack.db)
+    .await
+    .unwrap();
+    let (in_flight, last_event) = rows.into_iter().unzip();
+    Mark { at, in_flight, last_event }
 }
 
 /// Recovery: how long after the fault the last of the orders then in flight took
-/// its next step, and which order that was (None when none was in flight).
+/// its next step, and which step of which order that was (None when none was in flight).
 async fn recovery(stack: &Stack, marks: &[Mark]) -> Option<(Duration, String)> {
     let mut worst: Option<(Duration, String)> = None;
     for m in marks.iter().filter(|m| !m.in_flight.is_empty()) {
         let slowest: Option<(Uuid, DateTime<Utc>, String)> = sqlx::query_as(
-            "SELECT e.order_id, e.at, e.status FROM order_events e
-              WHERE e.order_id = ANY($1) AND e.at > $2
-                AND NOT EXISTS (SELECT 1 FROM order_events f WHERE f.order_id = e.order_id
-                                   AND f.at > $2 AND f.id < e.id)
+            "SELECT e.order_id, e.at, e.status
+               FROM unnest($1::uuid[], $2::bigint[]) AS m(order_id, seen)
+               JOIN order_events e ON e.order_id = m.order_id AND e.id > m.seen
+              WHERE NOT EXISTS (SELECT 1 FROM order_events f
+                                 WHERE f.order_id = e.order_id AND f.id > m.seen AND f.id < e.id)
               ORDER BY e.at DESC LIMIT 1",
         )
         .bind(&m.in_flight)
-        .bind(m.at)
+        .bind(&m.last_event)
         .fetch_optional(&stack.db)
         .await
         .unwrap();

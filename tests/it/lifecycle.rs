@@ -2,9 +2,12 @@
 //! events and deadlines, address amendments, and cancellation from Temporal.
 //! Each test asserts the end state: status and timeline, stock, money, notifications.
 
+use orders::db::payments::{self, Kind};
+use orders::domain::OrderId;
 use orders::http::auth::Role;
 use orders::workflows::OrderWorkflow;
 use reqwest::StatusCode;
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use temporalio_client::WorkflowCancelOptions;
 
@@ -117,6 +120,39 @@ async fn no_decision_before_the_deadline_cancels_with_review_timeout() {
     assert_eq!(timeline(&order), ["pending", "reserved", "awaiting_review", "cancelled"]);
     assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
     capture(&app, &id, "order-review-timeout").await;
+}
+
+/// A worker killed after the gateway's answer was recorded but before the charge
+/// step's result reached the workflow's history leaves a charge the workflow never
+/// heard of (the faults harness found this). Compensation reads the records: the
+/// order is refunded all the same.
+#[tokio::test]
+async fn a_charge_the_workflow_never_heard_of_is_refunded_on_cancel() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+    // What the lost step left behind: the charge, captured and recorded.
+    let order_id = OrderId(id.parse().unwrap());
+    let total: Decimal = sqlx::query_scalar("SELECT total FROM orders WHERE id = $1")
+        .bind(order_id.0)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    payments::begin(&app.pool, order_id, Kind::Charge, total).await.unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    payments::succeed(&mut tx, order_id, Kind::Charge, "sim_ch_lost").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let (status, order) = app.cancel(&token, &id).await;
+
+    assert_eq!((status, &order["status"]), (StatusCode::OK, &json!("cancelled")), "{order}");
+    assert_eq!(order["payment"]["status"], "refunded");
+    assert_eq!(
+        app.payments(&id).await,
+        [("charge".to_owned(), "succeeded".to_owned()), ("refund".to_owned(), "succeeded".to_owned())]
+    );
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3, 0));
 }
 
 #[tokio::test]
