@@ -440,8 +440,22 @@ async fn conclude(fault: &str, stack: &Stack, load: Load, marks: &[Mark], worker
 }
 
 /// Lets some orders get under way before the next fault.
-async fn under_way() {
+async fn under_way(stack: &Stack) {
     tokio::time::sleep(Duration::from_millis(700)).await;
+    // On a slow machine the load may take longer to get going: a fault with
+    // nothing in flight would prove nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let in_flight: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('pending', 'reserved', 'paid')")
+                .fetch_one(&stack.db)
+                .await
+                .unwrap();
+        if in_flight > 0 || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn kill_9(p: Process) {
@@ -459,7 +473,7 @@ async fn the_worker_killed_with_sigkill_loses_and_doubles_nothing() {
     let load = Load::start(&stack, "worker-kill");
     let mut marks = Vec::new();
     for _ in 0..scale().injections {
-        under_way().await;
+        under_way(&stack).await;
         marks.push(mark(&stack).await);
         kill_9(worker);
         worker = stack.start_worker().await;
@@ -480,7 +494,7 @@ async fn a_postgres_restart_answers_503_meanwhile_and_loses_nothing() {
     let token = stack.token_as("faults-pg", "customer");
     let mut marks = Vec::new();
     for _ in 0..scale().injections {
-        under_way().await;
+        under_way(&stack).await;
         marks.push(mark(&stack).await);
         pg.down();
         let resp = stack.http.post(format!("{}/orders", stack.api)).bearer_auth(&token).json(&body(Kind::Paid)).send();
@@ -506,7 +520,7 @@ async fn a_temporal_restart_loses_and_doubles_nothing() {
     let load = Load::start(&stack, "temporal-restart");
     let mut marks = Vec::new();
     for _ in 0..scale().injections {
-        under_way().await;
+        under_way(&stack).await;
         marks.push(mark(&stack).await);
         temporal.stop().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -525,7 +539,7 @@ async fn the_api_killed_with_sigkill_makes_one_order_per_key() {
     let load = Load::start(&stack, "api-kill");
     let mut marks = Vec::new();
     for _ in 0..scale().injections {
-        under_way().await;
+        under_way(&stack).await;
         marks.push(mark(&stack).await);
         kill_9(api);
         api = stack.start_api().await;
@@ -544,7 +558,7 @@ async fn two_racing_workers_one_killed_repeatedly_lose_and_double_nothing() {
     let load = Load::start(&stack, "two-workers");
     let mut marks = Vec::new();
     for _ in 0..scale().injections * 3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        under_way(&stack).await;
         marks.push(mark(&stack).await);
         kill_9(victim);
         victim = stack.start_worker().await;
@@ -563,7 +577,7 @@ async fn sigterm_to_the_worker_and_the_api_loses_and_doubles_nothing() {
     let mut worker = stack.start_worker().await;
     let load = Load::start(&stack, "sigterm");
 
-    under_way().await;
+    under_way(&stack).await;
     let mut marks = vec![mark(&stack).await];
     worker.sigterm();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -572,7 +586,7 @@ async fn sigterm_to_the_worker_and_the_api_loses_and_doubles_nothing() {
     assert!(ready.map(|r| r.status() == 503).unwrap_or(true), "a stopping worker is not ready");
     assert!(worker.exited_cleanly(Duration::from_secs(20)).await, "the worker drains and exits on SIGTERM");
     let worker = stack.start_worker().await;
-    under_way().await;
+    under_way(&stack).await;
     marks.push(mark(&stack).await);
     api.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
