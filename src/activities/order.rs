@@ -90,13 +90,13 @@ pub struct AmendAddress {
     pub amendment: u32,
 }
 
-/// An error the caller cannot fix by retrying.
 /// How many times a step calls its party before a transient failure counts as
 /// final. The workflow's retry policy for these steps is unbounded, so that our
 /// own database being away never uses up the party's attempts.
 const GATEWAY_CALLS: i32 = 3;
 const CARRIER_CALLS: i32 = 5;
 
+/// An error the caller cannot fix by retrying.
 fn permanent(type_name: &str, message: String) -> ActivityError {
     ApplicationFailure::builder(message).type_name(type_name.to_owned()).non_retryable(true).build().into()
 }
@@ -170,19 +170,28 @@ impl OrderActivities {
                     payment_method: order.payment_method,
                     payment_token: order.payment_token,
                 };
+                // Counted before the call, so a call that timed out counts too.
                 let call = party_calls::count(&self.pool, id, "charge").await?;
+                if call > GATEWAY_CALLS {
+                    return Err(permanent(
+                        "PaymentFailed",
+                        format!("no answer from the gateway in {GATEWAY_CALLS} calls"),
+                    ));
+                }
                 tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
                 match self.payments.charge(&req).await {
                     Ok(result) => result,
-                    Err(PartyError::Transient(reason)) if call < GATEWAY_CALLS => {
-                        return Err(party("PaymentFailed", PartyError::Transient(reason)));
-                    }
-                    // Refused, or still failing after GATEWAY_CALLS calls.
-                    Err(PartyError::Permanent(reason) | PartyError::Transient(reason)) => {
+                    Err(PartyError::Permanent(reason)) => {
                         payments::refuse(&self.pool, id, payments::Refusal::Failed, &reason).await?;
                         self.metrics.payment_declined();
                         return Err(permanent("PaymentFailed", reason));
                     }
+                    // Still failing after the last call: whether it captured is unknown,
+                    // so the charge stays pending and the refund step asks the gateway.
+                    Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => {
+                        return Err(permanent("PaymentFailed", reason));
+                    }
+                    Err(transient) => return Err(party("PaymentFailed", transient)),
                 }
             }
         };
@@ -235,6 +244,9 @@ impl OrderActivities {
             }
             RefundResult::NothingToRefund => {
                 payments::discard_pending(&self.pool, id, payments::Kind::Refund).await?;
+                // A charge whose outcome was unknown (the gateway never answered) is
+                // now known: nothing was captured.
+                payments::refuse(&self.pool, id, payments::Refusal::Failed, "the gateway captured nothing").await?;
             }
         }
         Ok(())
@@ -257,6 +269,12 @@ impl OrderActivities {
                     parcels: shipments::manifest(&self.pool, id).await?,
                 };
                 let call = party_calls::count(&self.pool, id, "book_shipment").await?;
+                if call > CARRIER_CALLS {
+                    return Err(permanent(
+                        "ShipmentRejected",
+                        format!("no answer from the carrier in {CARRIER_CALLS} calls"),
+                    ));
+                }
                 let b = self.carrier.book(&req).await.map_err(|e| match e {
                     PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
                     e => party("ShipmentRejected", e),
