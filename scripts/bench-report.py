@@ -47,8 +47,9 @@ cost = one("cost")
 all_starts = sorted((r for r in rows if r.get("scenario") == "start_path"), key=lambda r: r["concurrency"])
 # The targets compare like with like: with the worker stopped neither side shares the
 # machine with running orders. Older runs measured only with the worker running.
-starts = [r for r in all_starts if r.get("worker") == "stopped"] or all_starts
-busy = [r for r in all_starts if r.get("worker", "running") == "running"] if starts is not all_starts else []
+stopped = [r for r in all_starts if r.get("worker") == "stopped"]
+running = [r for r in all_starts if r.get("worker", "running") == "running"]
+starts, busy = (stopped, running) if stopped else (running, [])
 reads = one("reads")
 pg_statements = one("pg_statements")
 listing = one("list")

@@ -21,14 +21,21 @@ struct Cli {
     command: Command,
 }
 
+/// The running API and a token of the customer the load acts as.
+#[derive(clap::Args)]
+struct Service {
+    #[arg(long)]
+    api: String,
+    #[arg(long)]
+    token: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// POST /orders in a closed loop, then bare StartWorkflowExecution calls, at one concurrency.
     StartPath {
-        #[arg(long)]
-        api: String,
-        #[arg(long)]
-        token: String,
+        #[command(flatten)]
+        service: Service,
         #[arg(long)]
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
@@ -40,10 +47,8 @@ enum Command {
     },
     /// N orders through the service, from the first POST to the last `shipped`.
     EndToEnd {
-        #[arg(long)]
-        api: String,
-        #[arg(long)]
-        token: String,
+        #[command(flatten)]
+        service: Service,
         #[arg(long)]
         orders: usize,
         #[arg(long, default_value_t = 32)]
@@ -60,10 +65,8 @@ enum Command {
     },
     /// GET /orders/{id} at a fixed rate over the token customer's orders.
     Reads {
-        #[arg(long)]
-        api: String,
-        #[arg(long)]
-        token: String,
+        #[command(flatten)]
+        service: Service,
         #[arg(long)]
         customer: String,
         #[arg(long, default_value_t = 500)]
@@ -74,10 +77,8 @@ enum Command {
     /// Fills `orders` up to `count` rows (spread over 10,000 customers), then times
     /// GET /orders pages of one customer and shows the plans of the list queries.
     List {
-        #[arg(long)]
-        api: String,
-        #[arg(long)]
-        token: String,
+        #[command(flatten)]
+        service: Service,
         #[arg(long)]
         customer: String,
         #[arg(long, default_value_t = 1_000_000)]
@@ -103,11 +104,13 @@ fn own_cpu_seconds() -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Arguments first, so that --help needs no environment.
+    let command = Cli::parse().command;
     let settings = Settings::from_env()?;
     let cpu_before = own_cpu_seconds();
     let wall = Instant::now();
-    let mut result = match Cli::parse().command {
-        Command::StartPath { api, token, concurrency, seconds, worker_stopped } => {
+    let mut result = match command {
+        Command::StartPath { service: Service { api, token }, concurrency, seconds, worker_stopped } => {
             let d = Duration::from_secs(seconds);
             let pool = orders::db::pool(&settings)?;
             // With a running worker, each side starts on a quiet server: the worker
@@ -124,13 +127,13 @@ async fn main() -> anyhow::Result<()> {
             let worker = if worker_stopped { "stopped" } else { "running" };
             json!({"scenario": "start_path", "worker": worker, "concurrency": concurrency, "post": post, "bare_start": bare})
         }
-        Command::EndToEnd { api, token, orders: n, concurrency } => {
+        Command::EndToEnd { service: Service { api, token }, orders: n, concurrency } => {
             end_to_end(&settings, &api, &token, n, concurrency).await?
         }
         Command::Floor { shape, workflows, concurrency } => {
             json!({"scenario": "floor", "result": floors::run(&settings, shape, workflows, concurrency).await?})
         }
-        Command::Reads { api, token, customer, rate, seconds } => {
+        Command::Reads { service: Service { api, token }, customer, rate, seconds } => {
             let pool = orders::db::pool(&settings)?;
             wait_for_quiet(&pool).await?;
             let ids: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM orders WHERE customer_id = $1 LIMIT 2000")
@@ -141,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             let ids = ids.into_iter().map(|(id,)| id.to_string()).collect();
             json!({"scenario": "reads", "get": load::reads(&api, &token, ids, rate, Duration::from_secs(seconds)).await})
         }
-        Command::List { api, token, customer, count, concurrency, seconds } => {
+        Command::List { service: Service { api, token }, customer, count, concurrency, seconds } => {
             list(&settings, &api, &token, &customer, count, concurrency, seconds).await?
         }
     };

@@ -167,20 +167,18 @@ pub async fn review(
     };
     // The first decision counts; the same one again is a replay (a retry after
     // a lost answer), whatever the order's status by now.
-    match reviews::find(&state.pool, id).await? {
-        Some(recorded) if recorded != approve => return Err(already(recorded)),
-        Some(_) if view.status != OrderStatus::AwaitingReview => return Ok((StatusCode::ACCEPTED, Json(view))),
-        // Recorded, but its signal may not have gone out: send it (again) below.
-        Some(_) => {}
-        None if view.status != OrderStatus::AwaitingReview => {
-            return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str())));
+    if view.status == OrderStatus::AwaitingReview {
+        // Recorded now, or earlier with its signal perhaps lost: it goes (again) below.
+        let counted = reviews::record(&state.pool, id, approve, note.as_deref(), &caller.subject).await?;
+        if counted != approve {
+            return Err(already(counted));
         }
-        None => {
-            let counted = reviews::record(&state.pool, id, approve, note.as_deref(), &caller.subject).await?;
-            if counted != approve {
-                return Err(already(counted));
-            }
-        }
+    } else {
+        return match reviews::find(&state.pool, id).await? {
+            Some(recorded) if recorded == approve => Ok((StatusCode::ACCEPTED, Json(view))),
+            Some(recorded) => Err(already(recorded)),
+            None => Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str()))),
+        };
     }
     let signal = ReviewDecision { approve, note };
     // One signal per order, however often the decision is sent.
