@@ -110,6 +110,19 @@ fn party(type_name: &str, err: PartyError) -> ActivityError {
     }
 }
 
+/// A charge's recorded answer: `None` while it is pending (no answer yet, or the
+/// gateway's last one was a transient failure), an error once it failed for good.
+fn answered(payment: payments::Payment) -> Result<Option<ChargeResult>, ActivityError> {
+    match (payment.status.as_str(), payment.provider_reference) {
+        ("succeeded", Some(reference)) => Ok(Some(ChargeResult::Captured { reference })),
+        ("declined", _) => Ok(Some(ChargeResult::Declined { reason: payment.decline_reason.unwrap_or_default() })),
+        ("failed", _) => {
+            Err(permanent("PaymentFailed", payment.decline_reason.unwrap_or_else(|| "the charge failed".into())))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn missing(id: OrderId) -> ActivityError {
     permanent("OrderNotFound", format!("order {id} does not exist"))
 }
@@ -125,14 +138,19 @@ impl OrderActivities {
         id: OrderId,
     ) -> Result<Reservation, ActivityError> {
         let mut tx = self.pool.begin().await?;
-        if orders::lock(&mut tx, id).await?.is_none() {
-            return Err(missing(id));
-        }
-        match inventory::reserve(&mut tx, id).await? {
+        let stopped = orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped;
+        match inventory::reserve(&mut tx, id, !stopped).await? {
             inventory::Reserve::Held => {
                 orders::transition(&mut tx, id, OrderStatus::Reserved, None, Some("stock reserved")).await?;
                 tx.commit().await?;
                 Ok(Reservation::Reserved)
+            }
+            // Compensation began before anything was held: this attempt re-runs a
+            // lost workflow task whose reservation failed (or it outlived its run).
+            // It holds nothing now and gives the answer that stopped the order.
+            inventory::Reserve::Closed => {
+                tx.rollback().await?;
+                Ok(Reservation::OutOfStock { skus: Vec::new() })
             }
             inventory::Reserve::Short(skus) => {
                 tx.rollback().await?;
@@ -143,7 +161,11 @@ impl OrderActivities {
         }
     }
 
-    /// Charges the order total once: the gateway sees the same idempotency key on every attempt.
+    /// Charges the order total once: the gateway sees the same idempotency key on
+    /// every attempt, and the call is made under the order's row lock after
+    /// checking that compensation has not begun (`orders::stop`), so an attempt
+    /// still running for a run Temporal already retried elsewhere can never
+    /// capture after the refund step has looked.
     #[activity(name = "ChargePayment")]
     #[tracing::instrument(name = "ChargePayment", skip_all, fields(order_id = %id, activity = "ChargePayment"))]
     pub async fn charge_payment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
@@ -155,22 +177,12 @@ impl OrderActivities {
             return Ok(Charge::Captured { reference: "none".into() });
         }
         let payment = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await?;
-        // An earlier attempt's answer is replayed, not counted again.
-        let replayed = matches!(payment.status.as_str(), "succeeded" | "declined");
-        let result = match (payment.status.as_str(), payment.provider_reference) {
-            // An earlier attempt got the gateway's answer; only the status write may be missing.
-            ("succeeded", Some(reference)) => ChargeResult::Captured { reference },
-            ("declined", _) => ChargeResult::Declined { reason: payment.decline_reason.unwrap_or_default() },
-            _ => {
-                let req = ChargeRequest {
-                    idempotency_key: payments::Kind::Charge.key(id),
-                    order_id: id.to_string(),
-                    amount: order.total,
-                    currency: order.currency,
-                    payment_method: order.payment_method,
-                    payment_token: order.payment_token,
-                };
-                // Counted before the call, so a call that timed out counts too.
+        // An earlier attempt's answer is replayed (only its status write may be missing), not counted again.
+        let (mut tx, result, replayed) = match answered(payment)? {
+            Some(result) => (self.pool.begin().await?, result, true),
+            None => {
+                // Counted before the call, so a call that timed out counts too; and
+                // before the lock, as the count's row refers to the order's.
                 let call = party_calls::count(&self.pool, id, "charge").await?;
                 if call > GATEWAY_CALLS {
                     return Err(permanent(
@@ -178,34 +190,55 @@ impl OrderActivities {
                         format!("no answer from the gateway in {GATEWAY_CALLS} calls"),
                     ));
                 }
-                tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
-                match self.payments.charge(&req).await {
-                    Ok(result) => result,
-                    Err(PartyError::Permanent(reason)) => {
-                        payments::refuse(&self.pool, id, payments::Refusal::Failed, &reason).await?;
-                        self.metrics.payment_declined();
-                        return Err(permanent("PaymentFailed", reason));
+                let mut tx = self.pool.begin().await?;
+                if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
+                    tracing::warn!("charge refused: the order's compensation has begun");
+                    return Err(permanent("PaymentFailed", "the order is being stopped: nothing was charged".into()));
+                }
+                // Another attempt may have finished while this one waited for the lock.
+                let payment = payments::find(&mut *tx, id, payments::Kind::Charge).await?.ok_or_else(|| missing(id))?;
+                match answered(payment)? {
+                    Some(result) => (tx, result, true),
+                    None => {
+                        let req = ChargeRequest {
+                            idempotency_key: payments::Kind::Charge.key(id),
+                            order_id: id.to_string(),
+                            amount: order.total,
+                            currency: order.currency,
+                            payment_method: order.payment_method,
+                            payment_token: order.payment_token,
+                        };
+                        tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
+                        match self.payments.charge(&req).await {
+                            Ok(result) => (tx, result, false),
+                            Err(PartyError::Permanent(reason)) => {
+                                payments::refuse(&mut *tx, id, payments::Refusal::Failed, &reason).await?;
+                                tx.commit().await?;
+                                self.metrics.payment_declined();
+                                return Err(permanent("PaymentFailed", reason));
+                            }
+                            // Still failing after the last call: whether it captured is unknown,
+                            // so the charge stays pending and the refund step asks the gateway.
+                            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => {
+                                return Err(permanent("PaymentFailed", reason));
+                            }
+                            Err(transient) => return Err(party("PaymentFailed", transient)),
+                        }
                     }
-                    // Still failing after the last call: whether it captured is unknown,
-                    // so the charge stays pending and the refund step asks the gateway.
-                    Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => {
-                        return Err(permanent("PaymentFailed", reason));
-                    }
-                    Err(transient) => return Err(party("PaymentFailed", transient)),
                 }
             }
         };
         match result {
             ChargeResult::Captured { reference } => {
-                let mut tx = self.pool.begin().await?;
-                payments::succeed(&mut tx, id, payments::Kind::Charge, &reference).await?;
+                payments::succeed(&mut *tx, id, payments::Kind::Charge, &reference).await?;
                 let detail = format!("payment captured: {reference}");
                 orders::transition(&mut tx, id, OrderStatus::Paid, None, Some(&detail)).await?;
                 tx.commit().await?;
                 Ok(Charge::Captured { reference })
             }
             ChargeResult::Declined { reason } => {
-                payments::refuse(&self.pool, id, payments::Refusal::Declined, &reason).await?;
+                payments::refuse(&mut *tx, id, payments::Refusal::Declined, &reason).await?;
+                tx.commit().await?;
                 tracing::info!(%reason, "payment declined");
                 if !replayed {
                     self.metrics.payment_declined();
@@ -219,6 +252,9 @@ impl OrderActivities {
     #[activity(name = "RefundPayment")]
     #[tracing::instrument(name = "RefundPayment", skip_all, fields(order_id = %id, activity = "RefundPayment"))]
     pub async fn refund_payment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
+        // After this no charge attempt calls the gateway, and one in flight has
+        // recorded its outcome: what is read next is final.
+        orders::stop(&self.pool, id).await?;
         let Some(charge) = payments::find(&self.pool, id, payments::Kind::Charge).await? else {
             return Ok(());
         };
@@ -232,13 +268,18 @@ impl OrderActivities {
         let req = RefundRequest {
             idempotency_key: payments::Kind::Refund.key(id),
             charge_idempotency_key: payments::Kind::Charge.key(id),
-            charge_reference: charge.provider_reference,
+            charge_reference: charge.provider_reference.clone(),
             amount: charge.amount,
         };
         match self.payments.refund(&req).await.map_err(|e| party("RefundFailed", e))? {
-            RefundResult::Refunded { reference } => {
+            RefundResult::Refunded { reference, charge_reference } => {
                 let mut tx = self.pool.begin().await?;
-                payments::succeed(&mut tx, id, payments::Kind::Refund, &reference).await?;
+                payments::succeed(&mut *tx, id, payments::Kind::Refund, &reference).await?;
+                if charge.provider_reference.is_none() {
+                    // The charge's answer never reached us, but it was captured: record it.
+                    let captured = charge_reference.unwrap_or_else(|| format!("unknown (refunded as {reference})"));
+                    payments::succeed(&mut *tx, id, payments::Kind::Charge, &captured).await?;
+                }
                 tx.commit().await?;
                 self.metrics.compensated(Compensation::Refund);
             }
@@ -254,12 +295,19 @@ impl OrderActivities {
 
     /// Books the parcel (reading the address as it is now, after any amendment),
     /// then records the shipment and marks the order shipped in one transaction.
+    /// As with the charge, the carrier is called under the order's row lock once
+    /// it is clear that compensation has not begun.
     /// Stock stays reserved until the carrier has the parcel (`advance` to in_transit).
     #[activity(name = "BookShipment")]
     #[tracing::instrument(name = "BookShipment", skip_all, fields(order_id = %id, activity = "BookShipment"))]
     pub async fn book_shipment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
-        let booking = match shipments::find(&self.pool, id).await? {
-            Some(s) => s,
+        let (mut tx, booking) = match shipments::find(&self.pool, id).await? {
+            // An earlier attempt booked; only the records may be missing.
+            Some(booking) => {
+                let mut tx = self.pool.begin().await?;
+                orders::lock(&mut tx, id).await?;
+                (tx, booking)
+            }
             None => {
                 let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
                 let req = ShipmentRequest {
@@ -275,15 +323,24 @@ impl OrderActivities {
                         format!("no answer from the carrier in {CARRIER_CALLS} calls"),
                     ));
                 }
-                let b = self.carrier.book(&req).await.map_err(|e| match e {
-                    PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
-                    e => party("ShipmentRejected", e),
-                })?;
-                shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number }
+                let mut tx = self.pool.begin().await?;
+                if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
+                    tracing::warn!("booking refused: the order's compensation has begun");
+                    return Err(permanent("ShipmentRejected", "the order is being stopped: nothing was booked".into()));
+                }
+                match shipments::find(&mut *tx, id).await? {
+                    // Another attempt booked while this one waited for the lock.
+                    Some(booking) => (tx, booking),
+                    None => {
+                        let b = self.carrier.book(&req).await.map_err(|e| match e {
+                            PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
+                            e => party("ShipmentRejected", e),
+                        })?;
+                        (tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number })
+                    }
+                }
             }
         };
-        let mut tx = self.pool.begin().await?;
-        orders::lock(&mut tx, id).await?;
         shipments::insert(&mut tx, id, &booking).await?;
         let detail = format!("shipment booked with {}, tracking {}", booking.carrier, booking.tracking_number);
         let moved = orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await?;
@@ -298,6 +355,9 @@ impl OrderActivities {
     #[activity(name = "CancelShipment")]
     #[tracing::instrument(name = "CancelShipment", skip_all, fields(order_id = %id, activity = "CancelShipment"))]
     pub async fn cancel_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
+        // After this no booking attempt calls the carrier, and one in flight has
+        // recorded its booking: what is read next is final.
+        orders::stop(&self.pool, id).await?;
         let Some(booking) = shipments::find(&self.pool, id).await? else { return Ok(()) };
         if shipments::is_cancelled(&self.pool, id).await? {
             return Ok(());
@@ -397,6 +457,8 @@ impl OrderActivities {
         let id = c.order_id;
         let mut tx = self.pool.begin().await?;
         orders::lock(&mut tx, id).await?;
+        // Also fences histories that compensate from memory only (no refund step ran).
+        orders::stop(&mut *tx, id).await?;
         let released = inventory::release(&mut tx, id).await?;
         let moved = orders::transition(&mut tx, id, c.reason.status(), Some(c.reason), Some(&c.detail)).await?;
         tx.commit().await?;

@@ -55,6 +55,9 @@ pub struct RefundRequest {
 pub enum RefundResult {
     Refunded {
         reference: String,
+        /// The refunded charge's reference, when the gateway gives it (it may be
+        /// a charge whose answer never reached us).
+        charge_reference: Option<String>,
     },
     /// The gateway holds no captured charge under that key.
     NothingToRefund,
@@ -103,7 +106,10 @@ impl PaymentGateway for SimulatedPaymentGateway {
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
         Ok(match &req.charge_reference {
-            Some(_) => RefundResult::Refunded { reference: reference("sim_re", &req.idempotency_key) },
+            Some(charge) => RefundResult::Refunded {
+                reference: reference("sim_re", &req.idempotency_key),
+                charge_reference: Some(charge.clone()),
+            },
             None => RefundResult::NothingToRefund,
         })
     }
@@ -111,7 +117,8 @@ impl PaymentGateway for SimulatedPaymentGateway {
 
 /// A PSP over HTTP: `POST {base}/charges` and `POST {base}/refunds`, JSON, with
 /// an `Idempotency-Key` header. 2xx `{"id": ..}` succeeds; 402 `{"reason": ..}` is a
-/// decline; 404 on a refund means there is nothing to refund; 5xx, 408 and 429 are transient.
+/// decline; a refund's reply may name the refunded charge (`"charge": ..`); 404 on
+/// a refund means there is nothing to refund; 5xx, 408 and 429 are transient.
 pub struct HttpPaymentGateway {
     http: reqwest::Client,
     base_url: String,
@@ -121,6 +128,8 @@ pub struct HttpPaymentGateway {
 struct GatewayReply {
     id: Option<String>,
     reason: Option<String>,
+    /// On a refund: the charge it returned.
+    charge: Option<String>,
 }
 
 impl HttpPaymentGateway {
@@ -138,7 +147,7 @@ impl HttpPaymentGateway {
             self.http.post(format!("{}{path}", self.base_url)).header("Idempotency-Key", key).json(body).send().await?;
         let status = resp.status();
         let text = resp.text().await?;
-        let reply = serde_json::from_str(&text).unwrap_or(GatewayReply { id: None, reason: None });
+        let reply = serde_json::from_str(&text).unwrap_or(GatewayReply { id: None, reason: None, charge: None });
         Ok((status, reply, text))
     }
 }
@@ -158,7 +167,7 @@ impl PaymentGateway for HttpPaymentGateway {
     async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
         let (status, reply, text) = self.post("/refunds", &req.idempotency_key, req).await?;
         match (status.as_u16(), reply.id) {
-            (200..=299, Some(reference)) => Ok(RefundResult::Refunded { reference }),
+            (200..=299, Some(reference)) => Ok(RefundResult::Refunded { reference, charge_reference: reply.charge }),
             (404, _) => Ok(RefundResult::NothingToRefund),
             _ => Err(PartyError::from_status(status, &text)),
         }

@@ -14,18 +14,24 @@ pub enum Reserve {
     Held,
     /// These SKUs lack stock; nothing was reserved.
     Short(Vec<String>),
+    /// Nothing is held and `take` was false (the order is being stopped).
+    Closed,
 }
 
 /// Reserves every line of the order in the caller's transaction, which must
-/// already hold the order's row lock (`orders::lock`).
+/// already hold the order's row lock (`orders::lock`). Stock held by an earlier
+/// attempt counts as held; new stock is taken only when `take` is true.
 #[tracing::instrument(name = "db.inventory.reserve", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn reserve(tx: &mut PgConnection, id: OrderId) -> Result<Reserve, sqlx::Error> {
+pub async fn reserve(tx: &mut PgConnection, id: OrderId, take: bool) -> Result<Reserve, sqlx::Error> {
     let (existing,): (i64,) = sqlx::query_as("SELECT count(*) FROM inventory_reservations WHERE order_id = $1")
         .bind(id.0)
         .fetch_one(&mut *tx)
         .await?;
     if existing > 0 {
         return Ok(Reserve::Held);
+    }
+    if !take {
+        return Ok(Reserve::Closed);
     }
     let lines: Vec<(String, i32)> =
         sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY sku")

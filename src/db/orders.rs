@@ -156,13 +156,39 @@ pub async fn transition(
     Ok(moved)
 }
 
-/// Locks the order row for the rest of the transaction and returns its status,
-/// so concurrent attempts of one step run one after the other.
+/// The order as a step sees it under the row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
+    pub status: OrderStatus,
+    /// Compensation has begun (`stop`): forward steps must not act.
+    pub stopped: bool,
+}
+
+/// Locks the order row for the rest of the transaction and returns its state,
+/// so concurrent attempts of one step run one after the other, and a step that
+/// calls a party holds off compensation until its outcome is recorded. (`NO KEY`:
+/// rows that only refer to the order, such as its party-call count or review,
+/// can still be written meanwhile.)
 #[tracing::instrument(name = "db.orders.lock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM orders WHERE id = $1 FOR UPDATE").bind(id.0).fetch_optional(conn).await?;
-    Ok(row.and_then(|(s,)| OrderStatus::parse(&s)))
+pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Locked>, sqlx::Error> {
+    let row: Option<(String, bool)> =
+        sqlx::query_as("SELECT status, stopped_at IS NOT NULL FROM orders WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id.0)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(s, stopped)| OrderStatus::parse(&s).map(|status| Locked { status, stopped })))
+}
+
+/// Fences the order before compensating: no forward step acts on it from now on.
+/// Waits for a step holding the row lock (a party call in flight) to record its
+/// outcome, so what compensation reads next is final. Idempotent.
+#[tracing::instrument(name = "db.orders.stop", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn stop<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET stopped_at = COALESCE(stopped_at, now()) WHERE id = $1")
+        .bind(id.0)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Changes the shipping address while the order can still be amended; false when it cannot.

@@ -2,7 +2,7 @@
 //! order id, and there is at most one of each kind per order (a constraint).
 
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgExecutor, PgPool};
 
 use crate::domain::OrderId;
 
@@ -56,15 +56,20 @@ pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> R
 }
 
 #[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn find(pool: &PgPool, id: OrderId, kind: Kind) -> Result<Option<Payment>, sqlx::Error> {
+pub async fn find<'c>(conn: impl PgExecutor<'c>, id: OrderId, kind: Kind) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
         .bind(kind.key(id))
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }
 
 #[tracing::instrument(name = "db.payments.succeed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn succeed(conn: &mut PgConnection, id: OrderId, kind: Kind, reference: &str) -> Result<(), sqlx::Error> {
+pub async fn succeed<'c>(
+    conn: impl PgExecutor<'c>,
+    id: OrderId,
+    kind: Kind,
+    reference: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE payments SET status = 'succeeded', provider_reference = $2, updated_at = now() \
          WHERE idempotency_key = $1 AND status = 'pending'",
@@ -86,7 +91,12 @@ pub enum Refusal {
 }
 
 #[tracing::instrument(name = "db.payments.refuse", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn refuse(pool: &PgPool, id: OrderId, refusal: Refusal, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn refuse<'c>(
+    conn: impl PgExecutor<'c>,
+    id: OrderId,
+    refusal: Refusal,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     let status = match refusal {
         Refusal::Declined => "declined",
         Refusal::Failed => "failed",
@@ -98,7 +108,7 @@ pub async fn refuse(pool: &PgPool, id: OrderId, refusal: Refusal, reason: &str) 
     .bind(Kind::Charge.key(id))
     .bind(status)
     .bind(reason)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

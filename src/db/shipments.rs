@@ -11,10 +11,10 @@ pub struct Shipment {
 }
 
 #[tracing::instrument(name = "db.shipments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn find(pool: &PgPool, id: OrderId) -> Result<Option<Shipment>, sqlx::Error> {
+pub async fn find<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Option<Shipment>, sqlx::Error> {
     sqlx::query_as("SELECT carrier, tracking_number FROM shipments WHERE order_id = $1")
         .bind(id.0)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }
 

@@ -12,7 +12,9 @@ use orders::activities::{
 };
 use orders::domain::{OrderId, StopReason};
 use serde_json::json;
-use temporalio_sdk::testing::ActivityEnvironment;
+use temporalio_sdk::activities::ActivityError;
+use temporalio_sdk::testing::{ActivityEnvironment, ActivityEnvironmentError};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::support::*;
 
@@ -36,7 +38,38 @@ impl PaymentGateway for CountingGateway {
     }
 }
 
+/// A gateway whose charges wait at a gate the test opens: a call in flight.
+struct GatedGateway {
+    inner: CountingGateway,
+    /// Notified when a charge has reached the gateway.
+    entered: Notify,
+    gate: Semaphore,
+}
+
+impl Default for GatedGateway {
+    fn default() -> Self {
+        Self { inner: CountingGateway::default(), entered: Notify::new(), gate: Semaphore::new(0) }
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for GatedGateway {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError> {
+        self.entered.notify_one();
+        // The semaphore is never closed, so acquiring only waits for the test.
+        let _open = self.gate.acquire().await.expect("the gate is never closed");
+        self.inner.charge(req).await
+    }
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {
+        self.inner.refund(req).await
+    }
+}
+
 fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironment {
+    environment_with(app, gateway)
+}
+
+fn environment_with(app: &TestApp, gateway: Arc<dyn PaymentGateway>) -> ActivityEnvironment {
     ActivityEnvironment::builder()
         .register_activities(OrderActivities {
             pool: app.pool.clone(),
@@ -163,4 +196,75 @@ async fn shipping_and_refunding_twice_do_each_once() {
     env.run(OrderActivities::refund_payment, oid).await.unwrap();
     assert_eq!(gateway.refunds.load(Ordering::SeqCst), 1);
     assert_eq!(app.count("SELECT count(*) FROM payments WHERE order_id = $1 AND kind = 'refund'", &id).await, 1);
+}
+
+/// The refusal a step gives for an order whose compensation has begun.
+fn refused_for_good<T: std::fmt::Debug>(r: Result<T, ActivityEnvironmentError>) -> String {
+    match r {
+        Err(ActivityEnvironmentError::Activity(ActivityError::Application(f))) if f.is_non_retryable() => f.to_string(),
+        other => panic!("expected a non-retryable failure, got {other:?}"),
+    }
+}
+
+/// A charge attempt can outlive its run (Temporal retried the workflow task
+/// elsewhere and the new run is compensating). The refund step waits for the
+/// gateway call in flight and refunds what it captured: never a charge that
+/// lands after the refund step has looked (found by the faults harness).
+#[tokio::test]
+async fn a_charge_in_flight_when_the_order_stops_is_waited_for_and_refunded() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(GatedGateway::default());
+    let env = environment_with(&app, gateway.clone());
+    let (id, oid) = order(&app, &widgets(1)).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+
+    let charge = env.run(OrderActivities::charge_payment, oid);
+    let refund = async {
+        gateway.entered.notified().await;
+        let mut refund = std::pin::pin!(env.run(OrderActivities::refund_payment, oid));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut refund).await;
+        assert!(waited.is_err(), "the refund step waits for the charge in flight");
+        gateway.gate.add_permits(1);
+        refund.await
+    };
+    let (charged, refunded) = tokio::join!(charge, refund);
+
+    assert!(matches!(charged.unwrap(), Charge::Captured { .. }));
+    refunded.unwrap();
+    assert_eq!(
+        app.payments(&id).await,
+        [("charge".to_owned(), "succeeded".to_owned()), ("refund".to_owned(), "succeeded".to_owned())]
+    );
+}
+
+/// Once compensation has begun, no forward step calls a party or holds stock.
+#[tokio::test]
+async fn no_step_acts_on_an_order_whose_compensation_has_begun() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let (id, oid) = order(&app, &widgets(2)).await;
+    let (stopping, _) = order(&app, &widgets(1)).await;
+
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+    env.run(OrderActivities::cancel_shipment, oid).await.unwrap();
+    env.run(OrderActivities::refund_payment, oid).await.unwrap();
+
+    let charge = refused_for_good(env.run(OrderActivities::charge_payment, oid).await);
+    assert!(charge.contains("being stopped"), "{charge}");
+    let booking = refused_for_good(env.run(OrderActivities::book_shipment, oid).await);
+    assert!(booking.contains("being stopped"), "{booking}");
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 0);
+    assert!(app.payments(&id).await.iter().all(|(_, status)| status != "succeeded"), "nothing charged or refunded");
+    assert_eq!(app.count("SELECT count(*) FROM shipments WHERE order_id = $1", &id).await, 0);
+
+    // A reservation attempt after the order stopped with nothing held (out of
+    // stock; or an attempt that outlived its run) holds nothing either.
+    let soid = stopping.parse().unwrap();
+    env.run(OrderActivities::cancel_shipment, soid).await.unwrap();
+    let again = env.run(OrderActivities::reserve_inventory, soid).await.unwrap();
+    assert_eq!(again, Reservation::OutOfStock { skus: vec![] });
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 2), "only the first order's two units are held");
+    // What an order stopped with stock held re-runs is answered as before.
+    assert_eq!(env.run(OrderActivities::reserve_inventory, oid).await.unwrap(), Reservation::Reserved);
 }

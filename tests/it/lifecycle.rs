@@ -140,9 +140,7 @@ async fn a_charge_the_workflow_never_heard_of_is_refunded_on_cancel() {
         .await
         .unwrap();
     payments::begin(&app.pool, order_id, Kind::Charge, total).await.unwrap();
-    let mut tx = app.pool.begin().await.unwrap();
-    payments::succeed(&mut tx, order_id, Kind::Charge, "sim_ch_lost").await.unwrap();
-    tx.commit().await.unwrap();
+    payments::succeed(&app.pool, order_id, Kind::Charge, "sim_ch_lost").await.unwrap();
 
     let (status, order) = app.cancel(&token, &id).await;
 
