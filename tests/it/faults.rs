@@ -396,6 +396,17 @@ async fn check_invariants(stack: &Stack, placed: &[Placed], workers_restarted: b
     if holding != 0 {
         v.push(format!("{holding} reservations still held by failed or cancelled orders"));
     }
+    // Carrier: no failed or cancelled order keeps a booking.
+    let booked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM shipments s JOIN orders o ON o.id = s.order_id
+          WHERE o.status IN ('failed', 'cancelled') AND s.cancelled_at IS NULL",
+    )
+    .fetch_one(&stack.db)
+    .await
+    .unwrap();
+    if booked != 0 {
+        v.push(format!("{booked} carrier bookings kept by failed or cancelled orders"));
+    }
     // Notifications: one per timeline event, delivered once on each channel
     // (delivery runs beside the order's path, so give it a moment to finish).
     let deadline = Instant::now() + Duration::from_secs(60);
