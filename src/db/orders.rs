@@ -130,6 +130,8 @@ pub async fn record_event(
 
 /// Moves an order to `status` and appends the timeline event, unless it is
 /// already there or past it (then nothing changes and `false` is returned).
+/// Once compensation has begun (`stop`) the order only moves to its end: a step
+/// attempt that outlived its run cannot mark it paid or shipped meanwhile.
 #[tracing::instrument(name = "db.orders.transition", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn transition(
     conn: &mut PgConnection,
@@ -140,12 +142,14 @@ pub async fn transition(
 ) -> Result<bool, sqlx::Error> {
     let key = status.as_str();
     let moved = sqlx::query(
-        "UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4)",
+        "UPDATE orders SET status = $2, reason = $3, updated_at = now() \
+         WHERE id = $1 AND status = ANY($4) AND (stopped_at IS NULL OR $5)",
     )
     .bind(id.0)
     .bind(status.as_str())
     .bind(reason.map(StopReason::as_str))
     .bind(status.reachable_from())
+    .bind(status.is_terminal())
     .execute(&mut *conn)
     .await?
     .rows_affected()

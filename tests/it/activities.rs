@@ -10,7 +10,7 @@ use orders::activities::payment_gateway::{ChargeRequest, ChargeResult, RefundReq
 use orders::activities::{
     Channel, LogNotifier, OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway,
 };
-use orders::domain::{OrderId, StopReason};
+use orders::domain::{OrderId, OrderStatus, StopReason};
 use serde_json::json;
 use temporalio_sdk::activities::ActivityError;
 use temporalio_sdk::testing::{ActivityEnvironment, ActivityEnvironmentError};
@@ -257,6 +257,12 @@ async fn no_step_acts_on_an_order_whose_compensation_has_begun() {
     assert_eq!(gateway.charges.load(Ordering::SeqCst), 0);
     assert!(app.payments(&id).await.iter().all(|(_, status)| status != "succeeded"), "nothing charged or refunded");
     assert_eq!(app.count("SELECT count(*) FROM shipments WHERE order_id = $1", &id).await, 0);
+
+    // Its status moves only to its end now.
+    let mut conn = app.pool.acquire().await.unwrap();
+    assert!(!orders::db::orders::transition(&mut conn, oid, OrderStatus::Paid, None, None).await.unwrap());
+    let reason = Some(StopReason::CancelRequested);
+    assert!(orders::db::orders::transition(&mut conn, oid, OrderStatus::Cancelled, reason, None).await.unwrap());
 
     // A reservation attempt after the order stopped with nothing held (out of
     // stock; or an attempt that outlived its run) holds nothing either.
