@@ -308,7 +308,8 @@ pub struct OrderItemView {
 pub struct PaymentView {
     #[schema(example = "credit_card")]
     pub method: String,
-    /// `not_attempted`, `pending`, `succeeded`, `declined`, or `refunded`.
+    /// `not_attempted`, `pending` (sent, no answer yet), `succeeded`, `declined`,
+    /// `failed` (refused by the gateway, or nothing was captured), or `refunded`.
     #[schema(example = "succeeded")]
     pub status: String,
     #[schema(value_type = Option<String>, example = "53.37")]
