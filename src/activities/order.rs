@@ -127,6 +127,93 @@ fn missing(id: OrderId) -> ActivityError {
     permanent("OrderNotFound", format!("order {id} does not exist"))
 }
 
+/// A transaction holding the order's row lock, in which a party call's outcome is recorded.
+type Locked = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Locks the order for a party call, or refuses once its compensation has begun
+/// (`orders::stop`): the attempt then outlived its run and calls no party.
+async fn lock_for_party_call(pool: &PgPool, id: OrderId, step: &str, failure: &str) -> Result<Locked, ActivityError> {
+    let mut tx = pool.begin().await?;
+    if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
+        tracing::warn!("{step} refused: the order's compensation has begun");
+        return Err(permanent(failure, format!("the order is being stopped: no {step} was made")));
+    }
+    Ok(tx)
+}
+
+impl OrderActivities {
+    /// The gateway call of a charge with no recorded answer, under the order's
+    /// row lock. Returns the lock's transaction (the caller records the answer
+    /// in it), the answer, and whether it was an earlier attempt's.
+    async fn charge_under_lock(
+        &self,
+        ctx: &ActivityContext,
+        id: OrderId,
+        order: orders::Fulfilment,
+    ) -> Result<(Locked, ChargeResult, bool), ActivityError> {
+        // Counted before the call, so a call that timed out counts too; and
+        // before the lock, so that no attempt holds two connections.
+        let call = party_calls::count(&self.pool, id, "charge").await?;
+        if call > GATEWAY_CALLS {
+            return Err(permanent("PaymentFailed", format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
+        }
+        let mut tx = lock_for_party_call(&self.pool, id, "charge", "PaymentFailed").await?;
+        // Another attempt may have finished while this one waited for the lock.
+        let payment = payments::find(&mut *tx, id, payments::Kind::Charge).await?.ok_or_else(|| missing(id))?;
+        if let Some(result) = answered(payment)? {
+            return Ok((tx, result, true));
+        }
+        let req = ChargeRequest {
+            idempotency_key: payments::Kind::Charge.key(id),
+            order_id: id.to_string(),
+            amount: order.total,
+            currency: order.currency,
+            payment_method: order.payment_method,
+            payment_token: order.payment_token,
+        };
+        tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
+        match self.payments.charge(&req).await {
+            Ok(result) => Ok((tx, result, false)),
+            Err(PartyError::Permanent(reason)) => {
+                payments::refuse(&mut *tx, id, payments::Refusal::Failed, &reason).await?;
+                tx.commit().await?;
+                self.metrics.payment_declined();
+                Err(permanent("PaymentFailed", reason))
+            }
+            // Still failing after the last call: whether it captured is unknown,
+            // so the charge stays pending and the refund step asks the gateway.
+            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => Err(permanent("PaymentFailed", reason)),
+            Err(transient) => Err(party("PaymentFailed", transient)),
+        }
+    }
+
+    /// The carrier call of an order with no recorded booking, under the order's
+    /// row lock. Returns the lock's transaction (the caller records the booking in it).
+    async fn book_under_lock(&self, id: OrderId) -> Result<(Locked, shipments::Shipment), ActivityError> {
+        let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
+        let req = ShipmentRequest {
+            idempotency_key: format!("ship-{id}"),
+            order_id: id.to_string(),
+            address: order.shipping_address.0,
+            parcels: shipments::manifest(&self.pool, id).await?,
+        };
+        let call = party_calls::count(&self.pool, id, "book_shipment").await?;
+        if call > CARRIER_CALLS {
+            return Err(permanent("ShipmentRejected", format!("no answer from the carrier in {CARRIER_CALLS} calls")));
+        }
+        let mut tx = lock_for_party_call(&self.pool, id, "booking", "ShipmentRejected").await?;
+        // Another attempt may have booked while this one waited for the lock.
+        if let Some(booking) = shipments::find(&mut *tx, id).await? {
+            return Ok((tx, booking));
+        }
+        let b = self.carrier.book(&req).await.map_err(|e| match e {
+            PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
+            e => party("ShipmentRejected", e),
+        })?;
+        Ok((tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number }))
+    }
+}
+
 #[activities]
 impl OrderActivities {
     /// Holds stock for every line in one transaction, or for none.
@@ -180,53 +267,7 @@ impl OrderActivities {
         // An earlier attempt's answer is replayed (only its status write may be missing), not counted again.
         let (mut tx, result, replayed) = match answered(payment)? {
             Some(result) => (self.pool.begin().await?, result, true),
-            None => {
-                // Counted before the call, so a call that timed out counts too; and
-                // before the lock, as the count's row refers to the order's.
-                let call = party_calls::count(&self.pool, id, "charge").await?;
-                if call > GATEWAY_CALLS {
-                    return Err(permanent(
-                        "PaymentFailed",
-                        format!("no answer from the gateway in {GATEWAY_CALLS} calls"),
-                    ));
-                }
-                let mut tx = self.pool.begin().await?;
-                if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
-                    tracing::warn!("charge refused: the order's compensation has begun");
-                    return Err(permanent("PaymentFailed", "the order is being stopped: nothing was charged".into()));
-                }
-                // Another attempt may have finished while this one waited for the lock.
-                let payment = payments::find(&mut *tx, id, payments::Kind::Charge).await?.ok_or_else(|| missing(id))?;
-                match answered(payment)? {
-                    Some(result) => (tx, result, true),
-                    None => {
-                        let req = ChargeRequest {
-                            idempotency_key: payments::Kind::Charge.key(id),
-                            order_id: id.to_string(),
-                            amount: order.total,
-                            currency: order.currency,
-                            payment_method: order.payment_method,
-                            payment_token: order.payment_token,
-                        };
-                        tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
-                        match self.payments.charge(&req).await {
-                            Ok(result) => (tx, result, false),
-                            Err(PartyError::Permanent(reason)) => {
-                                payments::refuse(&mut *tx, id, payments::Refusal::Failed, &reason).await?;
-                                tx.commit().await?;
-                                self.metrics.payment_declined();
-                                return Err(permanent("PaymentFailed", reason));
-                            }
-                            // Still failing after the last call: whether it captured is unknown,
-                            // so the charge stays pending and the refund step asks the gateway.
-                            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => {
-                                return Err(permanent("PaymentFailed", reason));
-                            }
-                            Err(transient) => return Err(party("PaymentFailed", transient)),
-                        }
-                    }
-                }
-            }
+            None => self.charge_under_lock(&ctx, id, order).await?,
         };
         match result {
             ChargeResult::Captured { reference } => {
@@ -308,38 +349,7 @@ impl OrderActivities {
                 orders::lock(&mut tx, id).await?;
                 (tx, booking)
             }
-            None => {
-                let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
-                let req = ShipmentRequest {
-                    idempotency_key: format!("ship-{id}"),
-                    order_id: id.to_string(),
-                    address: order.shipping_address.0,
-                    parcels: shipments::manifest(&self.pool, id).await?,
-                };
-                let call = party_calls::count(&self.pool, id, "book_shipment").await?;
-                if call > CARRIER_CALLS {
-                    return Err(permanent(
-                        "ShipmentRejected",
-                        format!("no answer from the carrier in {CARRIER_CALLS} calls"),
-                    ));
-                }
-                let mut tx = self.pool.begin().await?;
-                if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
-                    tracing::warn!("booking refused: the order's compensation has begun");
-                    return Err(permanent("ShipmentRejected", "the order is being stopped: nothing was booked".into()));
-                }
-                match shipments::find(&mut *tx, id).await? {
-                    // Another attempt booked while this one waited for the lock.
-                    Some(booking) => (tx, booking),
-                    None => {
-                        let b = self.carrier.book(&req).await.map_err(|e| match e {
-                            PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
-                            e => party("ShipmentRejected", e),
-                        })?;
-                        (tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number })
-                    }
-                }
-            }
+            None => self.book_under_lock(id).await?,
         };
         shipments::insert(&mut tx, id, &booking).await?;
         let detail = format!("shipment booked with {}, tracking {}", booking.carrier, booking.tracking_number);

@@ -188,7 +188,8 @@ pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Locked>
 /// outcome, so what compensation reads next is final. Idempotent.
 #[tracing::instrument(name = "db.orders.stop", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn stop<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET stopped_at = COALESCE(stopped_at, now()) WHERE id = $1")
+    // Only the first call writes; later ones (the other compensations) find it set.
+    sqlx::query("UPDATE orders SET stopped_at = now() WHERE id = $1 AND stopped_at IS NULL")
         .bind(id.0)
         .execute(conn)
         .await?;

@@ -40,7 +40,7 @@ impl PaymentGateway for CountingGateway {
 
 /// A gateway whose charges wait at a gate the test opens: a call in flight.
 struct GatedGateway {
-    inner: CountingGateway,
+    inner: SimulatedPaymentGateway,
     /// Notified when a charge has reached the gateway.
     entered: Notify,
     gate: Semaphore,
@@ -48,7 +48,7 @@ struct GatedGateway {
 
 impl Default for GatedGateway {
     fn default() -> Self {
-        Self { inner: CountingGateway::default(), entered: Notify::new(), gate: Semaphore::new(0) }
+        Self { inner: SimulatedPaymentGateway::default(), entered: Notify::new(), gate: Semaphore::new(0) }
     }
 }
 
