@@ -100,8 +100,16 @@ pub struct Settings {
     /// After SIGTERM the API answers `/readyz` with 503 this long before it stops
     /// accepting, so a load balancer takes it out of rotation first.
     pub shutdown_delay: Duration,
-    /// Orders accepted while Temporal was unreachable are started by a loop this often.
+    /// Orders accepted while Temporal was unreachable are started (and decisions
+    /// it missed are signalled) by a loop this often.
     pub start_recovery_interval: Duration,
+    /// How long a caller's decision (cancel, review, amendment, carrier report)
+    /// waits for the order's row lock, which a payment or booking call holds for
+    /// as long as the call takes; then 409 with `Retry-After`.
+    pub action_lock_wait: Duration,
+    /// How long `POST /orders/{id}/cancel` waits for compensation to finish before
+    /// it answers 202 (accepted, still compensating) instead of 200 with the end.
+    pub cancel_wait: Duration,
 }
 
 /// TLS to Temporal, with the variable names of Temporal's own environment configuration.
@@ -403,9 +411,24 @@ impl Settings {
                 message: format!("{bad:?} is not an origin like https://shop.example.com"),
             });
         }
+        let request_timeout = env.duration("ORDERS_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        let action_lock_wait = env.duration("ORDERS_ACTION_LOCK_WAIT", Duration::from_secs(5))?;
+        let cancel_wait = env.duration("ORDERS_CANCEL_WAIT", Duration::from_secs(10))?;
+        // A cancel waits for the lock, then for the end: both within the request's time.
+        if action_lock_wait + cancel_wait >= request_timeout {
+            return Err(ConfigError {
+                var: "ORDERS_CANCEL_WAIT",
+                message: format!(
+                    "ORDERS_ACTION_LOCK_WAIT + ORDERS_CANCEL_WAIT must stay below ORDERS_REQUEST_TIMEOUT ({})",
+                    humantime::format_duration(request_timeout)
+                ),
+            });
+        }
         Ok(Settings {
+            action_lock_wait,
+            cancel_wait,
             max_body_bytes: env.count("ORDERS_MAX_BODY_BYTES", 64 * 1024)?,
-            request_timeout: env.duration("ORDERS_REQUEST_TIMEOUT", Duration::from_secs(30))?,
+            request_timeout,
             max_concurrent_requests: env.count("ORDERS_MAX_CONCURRENT_REQUESTS", 512)?,
             cors_origins,
             rate_limit_per_second: env.parse(
@@ -513,6 +536,7 @@ mod tests {
             ("ORDERS_SHUTDOWN_GRACE", "soon", "ORDERS_SHUTDOWN_GRACE"),
             ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/c.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
             ("TEMPORAL_TLS", "maybe", "TEMPORAL_TLS"),
+            ("ORDERS_CANCEL_WAIT", "30s", "ORDERS_CANCEL_WAIT"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

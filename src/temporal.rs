@@ -4,18 +4,20 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use temporalio_client::errors::WorkflowStartError;
+use sqlx::PgPool;
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
 use temporalio_client::tonic::Request;
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, ConnectionOptions, TlsOptions, Url, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowStartOptions,
+    WorkflowIdReusePolicy, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
 use crate::config::Settings;
+use crate::db::decisions;
 use crate::domain::OrderId;
-use crate::workflows::{OrderInput, OrderWorkflow};
+use crate::workflows::{Decided, Decision, OrderInput, OrderWorkflow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
@@ -145,6 +147,30 @@ where
 pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
     let workflow_id = input.order_id.workflow_id();
     start_once(client, settings, OrderWorkflow::run, workflow_id, input).await
+}
+
+/// Tells the order's workflow that decision number `seq` was recorded (the
+/// `decided` signal, idempotent on `seq`), then notes that it was told. A
+/// workflow that is not running has nothing to be told: one not started yet
+/// reads the records at every step, one that ended followed them to its end.
+pub async fn tell_decided(
+    client: &Client,
+    pool: &PgPool,
+    id: OrderId,
+    seq: i64,
+    decision: Option<Decision>,
+) -> Result<(), WorkflowInteractionError> {
+    let opts = WorkflowSignalOptions::builder().request_id(format!("decided-{id}-{seq}")).build();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(id.workflow_id());
+    match traced(handle.signal(OrderWorkflow::decided, Decided { decision }, opts)).await {
+        Ok(()) | Err(WorkflowInteractionError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    if let Err(e) = decisions::signalled(pool, id, seq).await {
+        // The recovery loop signals it again (the same request id: a no-op).
+        tracing::warn!(order_id = %id, error = %e, "decision signalled but not marked");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,11 +6,15 @@ use sha2::{Digest, Sha256};
 
 use std::time::Duration;
 
-use temporalio_client::{Client, WorkflowSignalOptions};
+use sqlx::PgPool;
+use temporalio_client::Client;
 
 use super::PartyError;
+use super::metrics::OrderMetrics;
+use crate::db::decisions::{self, CarrierReport};
 use crate::domain::{Address, OrderId, ShipmentEvent, ShipmentEventKind};
-use crate::workflows::OrderWorkflow;
+use crate::temporal::tell_decided;
+use crate::workflows::Decision;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShipmentRequest {
@@ -107,32 +111,51 @@ impl Carrier for HttpCarrier {
     }
 }
 
-/// For demo stacks: after a simulated booking, report pickup and delivery by
-/// signalling the order's workflow after fixed delays, as a carrier's webhook
-/// would. In-process and best-effort: a worker restart forgets pending reports
-/// (the order then ends `delivery_overdue` at its deadline).
+/// For demo stacks: after a simulated booking, report pickup and delivery after
+/// fixed delays, as a carrier's webhook would: recorded in Postgres like the
+/// API records a carrier's report (so a cancel recorded first wins), then told
+/// to the workflow. In-process and best-effort: a worker restart forgets
+/// pending reports (the order then ends `delivery_overdue` at its deadline).
 #[derive(Debug, Clone, Copy)]
 pub struct SimulatedCarrierEvents {
     pub in_transit_after: Duration,
     pub delivered_after: Duration,
 }
 
+/// How long a simulated report waits for the order's row lock.
+const REPORT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
 impl SimulatedCarrierEvents {
-    pub fn schedule(&self, client: Client, id: OrderId) {
+    pub fn schedule(&self, pool: PgPool, client: Client, metrics: OrderMetrics, id: OrderId) {
         let plan = *self;
         tokio::spawn(async move {
-            let handle = client.get_workflow_handle::<OrderWorkflow>(id.workflow_id());
             for (after, event) in [
                 (plan.in_transit_after, ShipmentEventKind::InTransit),
                 (plan.delivered_after, ShipmentEventKind::Delivered),
             ] {
                 tokio::time::sleep(after).await;
                 let at = chrono::Utc::now().to_rfc3339();
-                let ev = ShipmentEvent { event, at, detail: Some("simulated carrier".into()) };
-                if let Err(e) = handle.signal(OrderWorkflow::shipment_event, ev, WorkflowSignalOptions::default()).await
-                {
-                    tracing::warn!(order_id = %id, error = %e, "simulated carrier could not report");
-                    return;
+                let detail = "simulated carrier";
+                match decisions::carrier_report(&pool, REPORT_LOCK_WAIT, id, event, &at, detail).await {
+                    Ok(CarrierReport::Recorded { seq, status, moved }) => {
+                        if moved && status.is_terminal() {
+                            metrics.finished(status);
+                        }
+                        let ev = ShipmentEvent { event, at, detail: Some(detail.into()) };
+                        if let Err(e) = tell_decided(&client, &pool, id, seq, Some(Decision::Carrier(ev))).await {
+                            tracing::warn!(order_id = %id, error = %e, "simulated carrier: report recorded, not signalled");
+                        }
+                    }
+                    // Reported first by someone else (the real carrier, an admin).
+                    Ok(CarrierReport::Unchanged(_)) => {}
+                    Ok(other) => {
+                        tracing::info!(order_id = %id, outcome = ?other, "simulated carrier: report refused");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(order_id = %id, error = %e, "simulated carrier could not report");
+                        return;
+                    }
                 }
             }
         });

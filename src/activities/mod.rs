@@ -20,6 +20,21 @@ use std::sync::Arc;
 
 use crate::config::{Integration, Settings};
 
+/// The failure type names the activities raise. The workflow's retry policies
+/// list the non-retryable ones by these constants, never by their spelling.
+pub mod failure {
+    /// The charge failed for good (refused, or no answer in the gateway's calls).
+    pub const PAYMENT_FAILED: &str = "PaymentFailed";
+    /// The booking failed for good.
+    pub const SHIPMENT_REJECTED: &str = "ShipmentRejected";
+    pub const REFUND_FAILED: &str = "RefundFailed";
+    pub const SHIPMENT_CANCEL_FAILED: &str = "ShipmentCancelFailed";
+    pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
+    pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+    /// Appended to a type name for the retryable failures of the same step.
+    pub const TRANSIENT_SUFFIX: &str = "Transient";
+}
+
 /// An external party's answer that is not a business outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum PartyError {

@@ -7,6 +7,7 @@
 //! (non-retryable `ApplicationFailure`s).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,16 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::PartyError;
 use super::carrier::{Carrier, ShipmentRequest, SimulatedCarrierEvents};
+use super::failure::{
+    NOTIFICATION_FAILED, ORDER_NOT_FOUND, PAYMENT_FAILED, REFUND_FAILED, SHIPMENT_CANCEL_FAILED, SHIPMENT_REJECTED,
+    TRANSIENT_SUFFIX,
+};
 use super::metrics::{Compensation, OrderMetrics};
 use super::notifier::{Channel, Notifier};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
-use crate::db::{inventory, notifications, orders, party_calls, payments, shipments};
+use crate::db::decisions::{self, DecisionError, Record, StopDecision};
+use crate::db::party_calls::{self, Step};
+use crate::db::{inventory, notifications, orders, payments, shipments};
 use crate::domain::{Address, OrderId, OrderStatus, StopReason};
 
 pub struct OrderActivities {
@@ -90,11 +97,25 @@ pub struct AmendAddress {
     pub amendment: u32,
 }
 
+/// A stop the workflow proposes (`StopOrder`): a step's failure, a deadline, a
+/// cancellation in Temporal. It is recorded unless another stop came first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposeStop {
+    pub order_id: OrderId,
+    pub reason: StopReason,
+    pub detail: String,
+}
+
 /// How many times a step calls its party before a transient failure counts as
 /// final. The workflow's retry policy for these steps is unbounded, so that our
 /// own database being away never uses up the party's attempts.
 const GATEWAY_CALLS: i32 = 3;
 const CARRIER_CALLS: i32 = 5;
+
+/// How long the worker's own address changes (the `amend_shipping_address`
+/// update of workflows started before amendments went through the API) wait
+/// for the order's row lock before the attempt is retried.
+const AMEND_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// An error the caller cannot fix by retrying.
 fn permanent(type_name: &str, message: String) -> ActivityError {
@@ -105,7 +126,7 @@ fn party(type_name: &str, err: PartyError) -> ActivityError {
     match err {
         PartyError::Permanent(m) => permanent(type_name, m),
         PartyError::Transient(m) => {
-            ApplicationFailure::builder(m).type_name(format!("{type_name}Transient")).build().into()
+            ApplicationFailure::builder(m).type_name(format!("{type_name}{TRANSIENT_SUFFIX}")).build().into()
         }
     }
 }
@@ -113,55 +134,79 @@ fn party(type_name: &str, err: PartyError) -> ActivityError {
 /// A charge's recorded answer: `None` while it is pending (no answer yet, or the
 /// gateway's last one was a transient failure), an error once it failed for good.
 fn answered(payment: payments::Payment) -> Result<Option<ChargeResult>, ActivityError> {
-    match (payment.status.as_str(), payment.provider_reference) {
-        ("succeeded", Some(reference)) => Ok(Some(ChargeResult::Captured { reference })),
-        ("declined", _) => Ok(Some(ChargeResult::Declined { reason: payment.decline_reason.unwrap_or_default() })),
-        ("failed", _) => {
-            Err(permanent("PaymentFailed", payment.decline_reason.unwrap_or_else(|| "the charge failed".into())))
+    match (payment.status, payment.provider_reference) {
+        (payments::Status::Succeeded, Some(reference)) => Ok(Some(ChargeResult::Captured { reference })),
+        (payments::Status::Declined, _) => {
+            Ok(Some(ChargeResult::Declined { reason: payment.decline_reason.unwrap_or_default() }))
+        }
+        (payments::Status::Failed, _) => {
+            Err(permanent(PAYMENT_FAILED, payment.decline_reason.unwrap_or_else(|| "the charge failed".into())))
         }
         _ => Ok(None),
     }
 }
 
 fn missing(id: OrderId) -> ActivityError {
-    permanent("OrderNotFound", format!("order {id} does not exist"))
+    permanent(ORDER_NOT_FOUND, format!("order {id} does not exist"))
+}
+
+fn decision_failed(id: OrderId, e: DecisionError) -> ActivityError {
+    match e {
+        DecisionError::NotFound => missing(id),
+        DecisionError::Busy => ApplicationFailure::builder("the order is busy".to_owned()).build().into(),
+        DecisionError::Db(e) => e.into(),
+    }
 }
 
 /// A transaction holding the order's row lock, in which a party call's outcome is recorded.
 type Locked = sqlx::Transaction<'static, sqlx::Postgres>;
 
-/// Locks the order for a party call, or refuses once its compensation has begun
-/// (`orders::stop`): the attempt then outlived its run and calls no party.
-async fn lock_for_party_call(pool: &PgPool, id: OrderId, step: &str, failure: &str) -> Result<Locked, ActivityError> {
+/// Locks the order, or fails when it is missing.
+async fn lock(pool: &PgPool, id: OrderId) -> Result<(Locked, orders::Locked), ActivityError> {
     let mut tx = pool.begin().await?;
-    if orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped {
+    let locked = orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?;
+    Ok((tx, locked))
+}
+
+/// Locks the order for a party call, or refuses once its compensation has begun
+/// (the fence): the attempt then outlived its run, or the order was stopped
+/// (cancelled, say) before it, and calls no party.
+async fn lock_for_party_call(
+    pool: &PgPool,
+    id: OrderId,
+    step: &str,
+    failure: &str,
+) -> Result<(Locked, orders::Locked), ActivityError> {
+    let (tx, locked) = lock(pool, id).await?;
+    if locked.stopped {
         tracing::warn!("{step} refused: the order's compensation has begun");
         return Err(permanent(failure, format!("the order is being stopped: no {step} was made")));
     }
-    Ok(tx)
+    Ok((tx, locked))
 }
 
 impl OrderActivities {
     /// The gateway call of a charge with no recorded answer, under the order's
     /// row lock. Returns the lock's transaction (the caller records the answer
-    /// in it), the answer, and whether it was an earlier attempt's.
+    /// in it), what it saw under the lock, the answer, and whether it was an
+    /// earlier attempt's.
     async fn charge_under_lock(
         &self,
         ctx: &ActivityContext,
         id: OrderId,
         order: orders::Fulfilment,
-    ) -> Result<(Locked, ChargeResult, bool), ActivityError> {
+    ) -> Result<(Locked, orders::Locked, ChargeResult, bool), ActivityError> {
         // Counted before the call, so a call that timed out counts too; and
         // before the lock, so that no attempt holds two connections.
-        let call = party_calls::count(&self.pool, id, "charge").await?;
+        let call = party_calls::count(&self.pool, id, Step::Charge).await?;
         if call > GATEWAY_CALLS {
-            return Err(permanent("PaymentFailed", format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
+            return Err(permanent(PAYMENT_FAILED, format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
         }
-        let mut tx = lock_for_party_call(&self.pool, id, "charge", "PaymentFailed").await?;
+        let (mut tx, locked) = lock_for_party_call(&self.pool, id, "charge", PAYMENT_FAILED).await?;
         // Another attempt may have finished while this one waited for the lock.
         let payment = payments::find(&mut *tx, id, payments::Kind::Charge).await?.ok_or_else(|| missing(id))?;
         if let Some(result) = answered(payment)? {
-            return Ok((tx, result, true));
+            return Ok((tx, locked, result, true));
         }
         let req = ChargeRequest {
             idempotency_key: payments::Kind::Charge.key(id),
@@ -173,50 +218,59 @@ impl OrderActivities {
         };
         tracing::info!(attempt = ctx.info().attempt, call, amount = %req.amount, "charging");
         match self.payments.charge(&req).await {
-            Ok(result) => Ok((tx, result, false)),
+            Ok(result) => Ok((tx, locked, result, false)),
             Err(PartyError::Permanent(reason)) => {
                 payments::refuse(&mut *tx, id, payments::Refusal::Failed, &reason).await?;
+                decisions::stop_locked(&mut tx, id, &locked, StopReason::PaymentFailed, &reason).await?;
                 tx.commit().await?;
                 self.metrics.payment_declined();
-                Err(permanent("PaymentFailed", reason))
+                Err(permanent(PAYMENT_FAILED, reason))
             }
             // Still failing after the last call: whether it captured is unknown,
             // so the charge stays pending and the refund step asks the gateway.
-            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => Err(permanent("PaymentFailed", reason)),
-            Err(transient) => Err(party("PaymentFailed", transient)),
+            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => Err(permanent(PAYMENT_FAILED, reason)),
+            Err(transient) => Err(party(PAYMENT_FAILED, transient)),
         }
     }
 
     /// The carrier call of an order with no recorded booking, under the order's
     /// row lock. Returns the lock's transaction (the caller records the booking in it).
     async fn book_under_lock(&self, id: OrderId) -> Result<(Locked, shipments::Shipment), ActivityError> {
-        let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
-        let req = ShipmentRequest {
-            idempotency_key: format!("ship-{id}"),
-            order_id: id.to_string(),
-            address: order.shipping_address.0,
-            parcels: shipments::manifest(&self.pool, id).await?,
-        };
-        let call = party_calls::count(&self.pool, id, "book_shipment").await?;
+        let call = party_calls::count(&self.pool, id, Step::BookShipment).await?;
         if call > CARRIER_CALLS {
-            return Err(permanent("ShipmentRejected", format!("no answer from the carrier in {CARRIER_CALLS} calls")));
+            return Err(permanent(SHIPMENT_REJECTED, format!("no answer from the carrier in {CARRIER_CALLS} calls")));
         }
-        let mut tx = lock_for_party_call(&self.pool, id, "booking", "ShipmentRejected").await?;
+        let (mut tx, locked) = lock_for_party_call(&self.pool, id, "booking", SHIPMENT_REJECTED).await?;
         // Another attempt may have booked while this one waited for the lock.
         if let Some(booking) = shipments::find(&mut *tx, id).await? {
             return Ok((tx, booking));
         }
-        let b = self.carrier.book(&req).await.map_err(|e| match e {
-            PartyError::Transient(m) if call >= CARRIER_CALLS => permanent("ShipmentRejected", m),
-            e => party("ShipmentRejected", e),
-        })?;
-        Ok((tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number }))
+        // Read under the lock: an amendment either committed before (and the
+        // carrier gets it) or sees this booking's call counted and is refused.
+        let order = orders::fulfilment(&mut *tx, id).await?.ok_or_else(|| missing(id))?;
+        let req = ShipmentRequest {
+            idempotency_key: format!("ship-{id}"),
+            order_id: id.to_string(),
+            address: order.shipping_address.0,
+            parcels: shipments::manifest(&mut *tx, id).await?,
+        };
+        match self.carrier.book(&req).await {
+            Ok(b) => Ok((tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number })),
+            Err(PartyError::Permanent(reason)) => {
+                decisions::stop_locked(&mut tx, id, &locked, StopReason::ShipmentFailed, &reason).await?;
+                tx.commit().await?;
+                Err(permanent(SHIPMENT_REJECTED, reason))
+            }
+            Err(PartyError::Transient(m)) if call >= CARRIER_CALLS => Err(permanent(SHIPMENT_REJECTED, m)),
+            Err(transient) => Err(party(SHIPMENT_REJECTED, transient)),
+        }
     }
 }
 
 #[activities]
 impl OrderActivities {
-    /// Holds stock for every line in one transaction, or for none.
+    /// Holds stock for every line in one transaction, or for none. Stock short
+    /// stops the order (out of stock), recorded before the answer.
     #[activity(name = "ReserveInventory")]
     #[tracing::instrument(name = "ReserveInventory", skip_all, fields(order_id = %id, activity = "ReserveInventory"))]
     pub async fn reserve_inventory(
@@ -224,25 +278,30 @@ impl OrderActivities {
         _ctx: ActivityContext,
         id: OrderId,
     ) -> Result<Reservation, ActivityError> {
-        let mut tx = self.pool.begin().await?;
-        let stopped = orders::lock(&mut tx, id).await?.ok_or_else(|| missing(id))?.stopped;
-        match inventory::reserve(&mut tx, id, !stopped).await? {
+        let (mut tx, locked) = lock(&self.pool, id).await?;
+        match inventory::reserve(&mut tx, id, !locked.stopped).await? {
             inventory::Reserve::Held => {
                 orders::transition(&mut tx, id, OrderStatus::Reserved, None, Some("stock reserved")).await?;
                 tx.commit().await?;
                 Ok(Reservation::Reserved)
             }
-            // Compensation began before anything was held: this attempt re-runs a
-            // lost workflow task whose reservation failed (or it outlived its run).
-            // It holds nothing now and gives the answer that stopped the order.
+            // Stopped before anything was held (a cancel came first, or this
+            // attempt re-runs a lost task whose reservation failed, or it outlived
+            // its run). It holds nothing now; the recorded stop says how the order ends.
             inventory::Reserve::Closed => {
                 tx.rollback().await?;
                 Ok(Reservation::OutOfStock { skus: Vec::new() })
             }
             inventory::Reserve::Short(skus) => {
                 tx.rollback().await?;
+                let detail = out_of_stock(&skus);
+                let decided = decisions::stop(&self.pool, id, StopReason::OutOfStock, &detail)
+                    .await
+                    .map_err(|e| decision_failed(id, e))?;
                 tracing::info!(?skus, "out of stock");
-                self.metrics.stock_out();
+                if matches!(decided, StopDecision::Recorded(_)) {
+                    self.metrics.stock_out();
+                }
                 Ok(Reservation::OutOfStock { skus })
             }
         }
@@ -250,9 +309,10 @@ impl OrderActivities {
 
     /// Charges the order total once: the gateway sees the same idempotency key on
     /// every attempt, and the call is made under the order's row lock after
-    /// checking that compensation has not begun (`orders::stop`), so an attempt
-    /// still running for a run Temporal already retried elsewhere can never
-    /// capture after the refund step has looked.
+    /// checking that the order was not stopped (the fence), so neither an attempt
+    /// still running for a run Temporal already retried elsewhere nor one after a
+    /// recorded cancel can capture. A decline or refusal stops the order, recorded
+    /// with the answer.
     #[activity(name = "ChargePayment")]
     #[tracing::instrument(name = "ChargePayment", skip_all, fields(order_id = %id, activity = "ChargePayment"))]
     pub async fn charge_payment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
@@ -263,10 +323,16 @@ impl OrderActivities {
             tx.commit().await?;
             return Ok(Charge::Captured { reference: "none".into() });
         }
-        let payment = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await?;
-        // An earlier attempt's answer is replayed (only its status write may be missing), not counted again.
-        let (mut tx, result, replayed) = match answered(payment)? {
-            Some(result) => (self.pool.begin().await?, result, true),
+        let Some(payment) = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await? else {
+            tracing::info!("charge refused: the order was stopped before it");
+            return Err(permanent(PAYMENT_FAILED, "the order is being stopped: no charge was made".into()));
+        };
+        // An earlier attempt's answer is replayed (only its records may be missing), not counted again.
+        let (mut tx, locked, result, replayed) = match answered(payment)? {
+            Some(result) => {
+                let (tx, locked) = lock(&self.pool, id).await?;
+                (tx, locked, result, true)
+            }
             None => self.charge_under_lock(&ctx, id, order).await?,
         };
         match result {
@@ -279,9 +345,12 @@ impl OrderActivities {
             }
             ChargeResult::Declined { reason } => {
                 payments::refuse(&mut *tx, id, payments::Refusal::Declined, &reason).await?;
+                let detail = format!("payment declined: {reason}");
+                let decided =
+                    decisions::stop_locked(&mut tx, id, &locked, StopReason::PaymentDeclined, &detail).await?;
                 tx.commit().await?;
                 tracing::info!(%reason, "payment declined");
-                if !replayed {
+                if !replayed && matches!(decided, StopDecision::Recorded(_)) {
                     self.metrics.payment_declined();
                 }
                 Ok(Charge::Declined { reason })
@@ -295,15 +364,22 @@ impl OrderActivities {
     pub async fn refund_payment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
         // After this no charge attempt calls the gateway, and one in flight has
         // recorded its outcome: what is read next is final.
-        orders::stop(&self.pool, id).await?;
+        orders::fence(&self.pool, id).await?;
         let Some(charge) = payments::find(&self.pool, id, payments::Kind::Charge).await? else {
             return Ok(());
         };
-        if charge.status == "declined" || charge.status == "failed" {
-            return Ok(());
+        match charge.status {
+            payments::Status::Declined | payments::Status::Failed => return Ok(()),
+            // Recorded, but no call was ever counted: fenced now, none ever will be.
+            payments::Status::Pending if party_calls::calls(&self.pool, id, Step::Charge).await? == 0 => {
+                payments::discard_pending(&self.pool, id, payments::Kind::Charge).await?;
+                return Ok(());
+            }
+            payments::Status::Pending | payments::Status::Succeeded => {}
         }
-        let refund = payments::begin(&self.pool, id, payments::Kind::Refund, charge.amount).await?;
-        if refund.status == "succeeded" {
+        let refund =
+            payments::begin(&self.pool, id, payments::Kind::Refund, charge.amount).await?.ok_or_else(|| missing(id))?;
+        if refund.status == payments::Status::Succeeded {
             return Ok(());
         }
         let req = RefundRequest {
@@ -312,7 +388,7 @@ impl OrderActivities {
             charge_reference: charge.provider_reference.clone(),
             amount: charge.amount,
         };
-        match self.payments.refund(&req).await.map_err(|e| party("RefundFailed", e))? {
+        match self.payments.refund(&req).await.map_err(|e| party(REFUND_FAILED, e))? {
             RefundResult::Refunded { reference, charge_reference } => {
                 let mut tx = self.pool.begin().await?;
                 payments::succeed(&mut *tx, id, payments::Kind::Refund, &reference).await?;
@@ -337,18 +413,14 @@ impl OrderActivities {
     /// Books the parcel (reading the address as it is now, after any amendment),
     /// then records the shipment and marks the order shipped in one transaction.
     /// As with the charge, the carrier is called under the order's row lock once
-    /// it is clear that compensation has not begun.
-    /// Stock stays reserved until the carrier has the parcel (`advance` to in_transit).
+    /// it is clear that the order was not stopped; a refusal stops it.
+    /// Stock stays reserved until the carrier has the parcel (a carrier report).
     #[activity(name = "BookShipment")]
     #[tracing::instrument(name = "BookShipment", skip_all, fields(order_id = %id, activity = "BookShipment"))]
     pub async fn book_shipment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
         let (mut tx, booking) = match shipments::find(&self.pool, id).await? {
             // An earlier attempt booked; only the records may be missing.
-            Some(booking) => {
-                let mut tx = self.pool.begin().await?;
-                orders::lock(&mut tx, id).await?;
-                (tx, booking)
-            }
+            Some(booking) => (lock(&self.pool, id).await?.0, booking),
             None => self.book_under_lock(id).await?,
         };
         shipments::insert(&mut tx, id, &booking).await?;
@@ -356,7 +428,7 @@ impl OrderActivities {
         let moved = orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await?;
         tx.commit().await?;
         if moved && let Some(events) = &self.simulated_carrier_events {
-            events.schedule(ctx.client(), id);
+            events.schedule(self.pool.clone(), ctx.client(), self.metrics.clone(), id);
         }
         Ok(Shipped { carrier: booking.carrier, tracking_number: booking.tracking_number })
     }
@@ -367,30 +439,31 @@ impl OrderActivities {
     pub async fn cancel_shipment(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<(), ActivityError> {
         // After this no booking attempt calls the carrier, and one in flight has
         // recorded its booking: what is read next is final.
-        orders::stop(&self.pool, id).await?;
+        orders::fence(&self.pool, id).await?;
         let Some(booking) = shipments::find(&self.pool, id).await? else { return Ok(()) };
         if shipments::is_cancelled(&self.pool, id).await? {
             return Ok(());
         }
         let key = format!("ship-cancel-{id}");
-        self.carrier.cancel(&key, &booking.tracking_number).await.map_err(|e| party("ShipmentCancelFailed", e))?;
+        self.carrier.cancel(&key, &booking.tracking_number).await.map_err(|e| party(SHIPMENT_CANCEL_FAILED, e))?;
         shipments::mark_cancelled(&self.pool, id).await?;
         self.metrics.compensated(Compensation::CancelShipment);
         Ok(())
     }
 
-    /// Moves the order forward on the carrier's or the reviewer's word. Once the
-    /// carrier has the parcel (in transit, delivered, or overdue), its reserved
-    /// stock is consumed. Returns whether the order moved.
+    /// Moves the order forward where the workflow decides it: into review, or
+    /// overdue at the delivery deadline (and, for workflows started before the
+    /// carrier's reports were recorded by the API, on the carrier's word). Once
+    /// the carrier has the parcel its reserved stock is consumed. Returns whether
+    /// the order moved: a recorded stop, or a carrier report that came first, wins.
     #[activity(name = "AdvanceOrder")]
     #[tracing::instrument(name = "AdvanceOrder", skip_all, fields(order_id = %a.order_id, activity = "AdvanceOrder"))]
     pub async fn advance(self: Arc<Self>, _ctx: ActivityContext, a: Advance) -> Result<bool, ActivityError> {
-        let mut tx = self.pool.begin().await?;
-        orders::lock(&mut tx, a.order_id).await?;
-        if matches!(a.to, OrderStatus::InTransit | OrderStatus::Delivered | OrderStatus::DeliveryOverdue) {
+        let (mut tx, _) = lock(&self.pool, a.order_id).await?;
+        let moved = orders::transition(&mut tx, a.order_id, a.to, None, Some(&a.detail)).await?;
+        if moved && matches!(a.to, OrderStatus::InTransit | OrderStatus::Delivered | OrderStatus::DeliveryOverdue) {
             inventory::consume(&mut tx, a.order_id).await?;
         }
-        let moved = orders::transition(&mut tx, a.order_id, a.to, None, Some(&a.detail)).await?;
         tx.commit().await?;
         if moved && a.to.is_terminal() {
             self.metrics.finished(a.to);
@@ -398,7 +471,9 @@ impl OrderActivities {
         Ok(moved)
     }
 
-    /// Records a carrier exception on the timeline (and so in the outbox), once per event time.
+    /// Records a carrier exception on the timeline (and so in the outbox), once
+    /// per event time. Workflows started before carrier reports were recorded by
+    /// the API only.
     #[activity(name = "RecordCarrierException")]
     #[tracing::instrument(name = "RecordCarrierException", skip_all, fields(order_id = %e.order_id, activity = "RecordCarrierException"))]
     pub async fn record_exception(
@@ -412,20 +487,15 @@ impl OrderActivities {
         Ok(())
     }
 
-    /// Changes the shipping address; false when the order can no longer be amended.
+    /// Changes the shipping address (the `amend_shipping_address` update: the API
+    /// makes amendments itself now); false when the order can no longer be amended.
     #[activity(name = "AmendShippingAddress")]
     #[tracing::instrument(name = "AmendShippingAddress", skip_all, fields(order_id = %a.order_id, activity = "AmendShippingAddress"))]
     pub async fn amend_address(self: Arc<Self>, _ctx: ActivityContext, a: AmendAddress) -> Result<bool, ActivityError> {
-        let mut tx = self.pool.begin().await?;
-        orders::lock(&mut tx, a.order_id).await?;
-        let changed = orders::set_shipping_address(&mut tx, a.order_id, &a.address).await?;
-        if changed {
-            let detail = format!("shipping address changed to {}, {}", a.address.city, a.address.zip_code);
-            let key = format!("address@{}", a.amendment);
-            orders::record_event(&mut tx, a.order_id, "address_changed", &key, Some(&detail)).await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
+        let amended = decisions::amend(&self.pool, AMEND_LOCK_WAIT, a.order_id, &a.address)
+            .await
+            .map_err(|e| decision_failed(a.order_id, e))?;
+        Ok(amended.is_ok())
     }
 
     /// Delivers the order's due notifications on one channel, oldest first, and
@@ -451,34 +521,71 @@ impl OrderActivities {
                 }
                 Err(e) => {
                     notifications::record_delivery(&self.pool, n.id, d.channel, Some(&e.to_string())).await?;
-                    return Err(party("NotificationFailed", e));
+                    return Err(party(NOTIFICATION_FAILED, e));
                 }
             }
         }
         Ok(delivered)
     }
 
+    /// Records the stop the workflow proposes, unless another was recorded first
+    /// (then that one is returned: the order ends as it says), or refuses it when
+    /// the state machine does not allow it (the carrier has the parcel; the order
+    /// was approved before its review deadline fired).
+    #[activity(name = "StopOrder")]
+    #[tracing::instrument(name = "StopOrder", skip_all, fields(order_id = %p.order_id, activity = "StopOrder"))]
+    pub async fn stop_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        p: ProposeStop,
+    ) -> Result<StopDecision, ActivityError> {
+        decisions::stop(&self.pool, p.order_id, p.reason, &p.detail).await.map_err(|e| decision_failed(p.order_id, e))
+    }
+
+    /// The decisions recorded about the order: its status, its stop, its review.
+    #[activity(name = "ReadOrder")]
+    #[tracing::instrument(name = "ReadOrder", skip_all, fields(order_id = %id, activity = "ReadOrder"))]
+    pub async fn read_order(self: Arc<Self>, _ctx: ActivityContext, id: OrderId) -> Result<Record, ActivityError> {
+        decisions::record(&self.pool, id).await?.ok_or_else(|| missing(id))
+    }
+
     /// The last compensation and the end record, in one transaction: releases held
-    /// stock and marks the order failed or cancelled with its reason (the timeline
-    /// event and its notification come with the status change).
+    /// stock and marks the order failed or cancelled as its recorded stop says
+    /// (the one proposed here when none was recorded). The timeline event and its
+    /// notification come with the status change.
     #[activity(name = "CloseOrder")]
     #[tracing::instrument(name = "CloseOrder", skip_all, fields(order_id = %c.order_id, activity = "CloseOrder"))]
     pub async fn close_order(self: Arc<Self>, _ctx: ActivityContext, c: CloseOrder) -> Result<(), ActivityError> {
         let id = c.order_id;
-        let mut tx = self.pool.begin().await?;
-        orders::lock(&mut tx, id).await?;
-        // Also fences histories that compensate from memory only (no refund step ran).
-        orders::stop(&mut *tx, id).await?;
+        let (mut tx, locked) = lock(&self.pool, id).await?;
+        let stop = match decisions::stop_locked(&mut tx, id, &locked, c.reason, &c.detail).await? {
+            StopDecision::Recorded(stop) | StopDecision::Earlier(stop) => stop,
+            StopDecision::Refused { status } => {
+                tx.rollback().await?;
+                tracing::warn!(
+                    status = status.as_str(),
+                    reason = c.reason.as_str(),
+                    "order not closed: it may not stop"
+                );
+                return Ok(());
+            }
+        };
         let released = inventory::release(&mut tx, id).await?;
-        let moved = orders::transition(&mut tx, id, c.reason.status(), Some(c.reason), Some(&c.detail)).await?;
+        let status = stop.reason.status();
+        let moved = orders::transition(&mut tx, id, status, Some(stop.reason), Some(&stop.detail)).await?;
         tx.commit().await?;
         if released > 0 {
             self.metrics.compensated(Compensation::ReleaseStock);
         }
         if moved {
-            self.metrics.finished(c.reason.status());
+            self.metrics.finished(status);
         }
-        tracing::info!(reason = c.reason.as_str(), released, "order closed");
+        tracing::info!(reason = stop.reason.as_str(), released, "order closed");
         Ok(())
     }
+}
+
+/// The detail of an out-of-stock stop.
+pub fn out_of_stock(skus: &[String]) -> String {
+    format!("out of stock: {}", skus.join(", "))
 }

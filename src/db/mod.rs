@@ -2,6 +2,7 @@
 //! activities. Every write an activity retries is keyed so a retry changes nothing.
 
 pub mod catalog;
+pub mod decisions;
 pub mod inventory;
 pub mod notifications;
 pub mod orders;
@@ -10,6 +11,44 @@ pub mod payments;
 pub mod reviews;
 pub mod shipments;
 pub mod users;
+
+/// Stores an enum that has `as_str` and `parse` in a TEXT column: it is bound
+/// by its name (arrays too), and a name it does not know, read back, is a decode
+/// error, never a silent default.
+macro_rules! text_enum {
+    ($($t:ty),* $(,)?) => {$(
+        impl sqlx::Type<sqlx::Postgres> for $t {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+        impl sqlx::postgres::PgHasArrayType for $t {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let name = <&str as sqlx::Decode<'r, sqlx::Postgres>>::decode(value)?;
+                <$t>::parse(name).ok_or_else(|| format!("unknown {} {name:?}", stringify!($t)).into())
+            }
+        }
+    )*};
+}
+pub(crate) use text_enum;
+
+text_enum!(crate::domain::OrderStatus, crate::domain::StopReason);
 
 use std::time::Duration;
 
@@ -55,5 +94,46 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         }
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payments;
+    use crate::domain::{OrderStatus, StopReason};
+
+    /// The values a `CHECK (column IN (...))` admits: the first after `table`
+    /// (a `CREATE TABLE` or `ALTER TABLE` line) in the last migration that has one.
+    fn admitted(table: &str, column: &str) -> Vec<String> {
+        let migrations = [
+            include_str!("../../migrations/20261125000001_orders.sql"),
+            include_str!("../../migrations/20261202000001_order_decisions.sql"),
+        ];
+        let marker = format!("CHECK ({column} IN (");
+        let (sql, from) = migrations
+            .iter()
+            .rev()
+            .find_map(|m| m.find(table).filter(|t| m[*t..].contains(&marker)).map(|t| (m, t)))
+            .expect("a CHECK for the column");
+        let start = from + sql[from..].find(&marker).expect("found above") + marker.len();
+        let list = &sql[start..start + sql[start..].find(')').expect("a closed list")];
+        list.split(',').map(|v| v.trim().trim_matches('\'').to_owned()).collect()
+    }
+
+    fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<String> {
+        all.iter().map(|v| name(*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_schema_admits_exactly_the_typed_values() {
+        let stop_reasons = names(&StopReason::ALL, StopReason::as_str);
+        assert_eq!(admitted("CREATE TABLE orders", "status"), names(&OrderStatus::ALL, OrderStatus::as_str));
+        assert_eq!(admitted("ALTER TABLE orders", "stop_reason"), stop_reasons);
+        assert_eq!(admitted("ALTER TABLE orders", "reason"), stop_reasons);
+        assert_eq!(admitted("CREATE TABLE payments", "kind"), names(&payments::Kind::ALL, payments::Kind::as_str));
+        assert_eq!(
+            admitted("CREATE TABLE payments", "status"),
+            names(&payments::Status::ALL, payments::Status::as_str)
+        );
     }
 }

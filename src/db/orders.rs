@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::payments;
 use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
@@ -128,10 +129,12 @@ pub async fn record_event(
     Ok(added.map(|(event_id,)| event_id))
 }
 
-/// Moves an order to `status` and appends the timeline event, unless it is
-/// already there or past it (then nothing changes and `false` is returned).
-/// Once compensation has begun (`stop`) the order only moves to its end: a step
-/// attempt that outlived its run cannot mark it paid or shipped meanwhile.
+/// Moves an order to `status` and appends the timeline event, if the state
+/// machine allows the move from where the order is (otherwise nothing changes
+/// and `false` is returned: a retried or late step never moves it backwards).
+/// Once a stop is recorded (`decisions::stop`) the order moves only to the end
+/// that stop names: a step attempt that outlived its run cannot mark it paid or
+/// shipped meanwhile, nor can a deadline or a carrier end it otherwise.
 #[tracing::instrument(name = "db.orders.transition", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn transition(
     conn: &mut PgConnection,
@@ -140,80 +143,80 @@ pub async fn transition(
     reason: Option<StopReason>,
     detail: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let key = status.as_str();
+    // A fence without a reason was set by a workflow started before stops were
+    // recorded with one; it still admits its own end, failed or cancelled.
     let moved = sqlx::query(
         "UPDATE orders SET status = $2, reason = $3, updated_at = now() \
-         WHERE id = $1 AND status = ANY($4) AND (stopped_at IS NULL OR $5)",
+         WHERE id = $1 AND status = ANY($4) \
+           AND (stopped_at IS NULL OR stop_reason = $3 OR (stop_reason IS NULL AND $3 IS NOT NULL))",
     )
     .bind(id.0)
-    .bind(status.as_str())
-    .bind(reason.map(StopReason::as_str))
-    .bind(status.reachable_from())
-    .bind(status.is_terminal())
+    .bind(status)
+    .bind(reason)
+    .bind(OrderStatus::reachable_from(status))
     .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
     if moved {
-        record_event(conn, id, key, key, detail).await?;
+        record_event(conn, id, status.as_str(), status.as_str(), detail).await?;
     }
     Ok(moved)
 }
 
-/// The order as a step sees it under the row lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A recorded stop: the order ends as `reason.status()`, for this reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    pub reason: StopReason,
+    pub detail: String,
+}
+
+/// The order as a decision sees it under the row lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
     pub status: OrderStatus,
-    /// Compensation has begun (`stop`): forward steps must not act.
+    /// Compensation has begun (the fence): forward steps must not act.
     pub stopped: bool,
+    /// The recorded stop (`None` while not stopped, or for a fence without a reason).
+    pub stop: Option<Stop>,
 }
 
 /// Locks the order row for the rest of the transaction and returns its state,
-/// so concurrent attempts of one step run one after the other, and a step that
+/// so decisions about one order are made one after the other, and a step that
 /// calls a party holds off compensation until its outcome is recorded. (`NO KEY`:
 /// rows that only refer to the order, such as its party-call count or review,
 /// can still be written meanwhile.)
 #[tracing::instrument(name = "db.orders.lock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Locked>, sqlx::Error> {
-    let row: Option<(String, bool)> =
-        sqlx::query_as("SELECT status, stopped_at IS NOT NULL FROM orders WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(id.0)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.and_then(|(s, stopped)| OrderStatus::parse(&s).map(|status| Locked { status, stopped })))
+    // An order closed by a workflow of the version before has its end's reason
+    // in `reason` only.
+    let row: Option<(OrderStatus, bool, Option<StopReason>, Option<String>)> = sqlx::query_as(
+        "SELECT status, stopped_at IS NOT NULL, COALESCE(stop_reason, reason), stop_detail FROM orders \
+         WHERE id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(id.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(status, stopped, reason, detail)| Locked {
+        status,
+        stopped,
+        stop: reason.map(|reason| Stop { reason, detail: detail.unwrap_or_default() }),
+    }))
 }
 
 /// Fences the order before compensating: no forward step acts on it from now on.
 /// Waits for a step holding the row lock (a party call in flight) to record its
-/// outcome, so what compensation reads next is final. Idempotent.
-#[tracing::instrument(name = "db.orders.stop", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn stop<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(), sqlx::Error> {
+/// outcome, so what compensation reads next is final. Idempotent. The stop's
+/// reason is recorded first by `decisions::stop`; this is what the compensating
+/// steps themselves do, whoever started them.
+#[tracing::instrument(name = "db.orders.fence", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn fence<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(), sqlx::Error> {
     // Only the first call writes; later ones (the other compensations) find it set.
     sqlx::query("UPDATE orders SET stopped_at = now() WHERE id = $1 AND stopped_at IS NULL")
         .bind(id.0)
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// Changes the shipping address while the order can still be amended; false when it cannot.
-#[tracing::instrument(name = "db.orders.set_shipping_address", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn set_shipping_address(
-    conn: &mut PgConnection,
-    id: OrderId,
-    address: &Address,
-) -> Result<bool, sqlx::Error> {
-    let amendable: Vec<&str> =
-        OrderStatus::ALL.into_iter().filter(|s| s.can_amend_address()).map(OrderStatus::as_str).collect();
-    let changed =
-        sqlx::query("UPDATE orders SET shipping_address = $2, updated_at = now() WHERE id = $1 AND status = ANY($3)")
-            .bind(id.0)
-            .bind(Json(address))
-            .bind(&amendable)
-            .execute(conn)
-            .await?
-            .rows_affected();
-    Ok(changed == 1)
 }
 
 #[tracing::instrument(name = "db.orders.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
@@ -255,10 +258,10 @@ pub struct Fulfilment {
 }
 
 #[tracing::instrument(name = "db.orders.fulfilment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn fulfilment(pool: &PgPool, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
+pub async fn fulfilment<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
     sqlx::query_as("SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1")
         .bind(id.0)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }
 
@@ -270,9 +273,8 @@ pub struct OrderView {
     pub id: Uuid,
     pub customer_id: String,
     pub status: OrderStatus,
-    /// Why the order failed, when it did.
-    #[schema(value_type = Option<String>, example = "payment_declined")]
-    pub reason: Option<String>,
+    /// Why the order failed or was cancelled, when it was.
+    pub reason: Option<StopReason>,
     pub currency: String,
     pub items: Vec<OrderItemView>,
     #[schema(value_type = String, example = "39.98")]
@@ -393,8 +395,8 @@ impl OrderView {
 struct OrderRow {
     id: Uuid,
     customer_id: String,
-    status: String,
-    reason: Option<String>,
+    status: OrderStatus,
+    reason: Option<StopReason>,
     currency: String,
     subtotal: Decimal,
     tax: Decimal,
@@ -414,8 +416,8 @@ struct OrderRow {
 
 #[derive(Deserialize)]
 struct PaymentRow {
-    kind: String,
-    status: String,
+    kind: payments::Kind,
+    status: payments::Status,
     amount: Decimal,
     provider_reference: Option<String>,
 }
@@ -444,15 +446,15 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
     let Some(o) = sqlx::query_as::<_, OrderRow>(VIEW).bind(id.0).fetch_optional(pool).await? else {
         return Ok(None);
     };
-    let payments = o.payments.0;
-    let charge = payments.iter().find(|p| p.kind == "charge");
-    let refunded = payments.iter().any(|p| p.kind == "refund" && p.status == "succeeded");
+    let rows = o.payments.0;
+    let charge = rows.iter().find(|p| p.kind == payments::Kind::Charge);
+    let refunded = rows.iter().any(|p| p.kind == payments::Kind::Refund && p.status == payments::Status::Succeeded);
     let payment = PaymentView {
         method: o.payment_method,
         status: match charge {
             None => "not_attempted".into(),
             Some(_) if refunded => "refunded".into(),
-            Some(c) => c.status.clone(),
+            Some(c) => c.status.as_str().into(),
         },
         amount: charge.map(|c| c.amount),
         provider_reference: charge.and_then(|c| c.provider_reference.clone()),
@@ -460,8 +462,7 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
     Ok(Some(OrderView {
         id: o.id,
         customer_id: o.customer_id,
-        // The column's CHECK constraint admits only known statuses.
-        status: OrderStatus::parse(&o.status).unwrap_or(OrderStatus::Pending),
+        status: o.status,
         reason: o.reason,
         currency: o.currency,
         items: o.items.0,
@@ -488,9 +489,8 @@ pub struct OrderSummary {
     #[schema(value_type = String, format = Uuid)]
     pub id: Uuid,
     pub customer_id: String,
-    #[schema(value_type = String, example = "shipped")]
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: OrderStatus,
+    pub reason: Option<StopReason>,
     pub currency: String,
     #[schema(value_type = String, example = "53.37")]
     pub total: Decimal,
@@ -520,7 +520,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
         q.push(" AND customer_id = ").push_bind(c);
     }
     if let Some(s) = f.status {
-        q.push(" AND status = ").push_bind(s.as_str());
+        q.push(" AND status = ").push_bind(s);
     }
     if let Some(t) = f.created_after {
         q.push(" AND created_at > ").push_bind(t);

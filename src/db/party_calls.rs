@@ -2,13 +2,41 @@
 //! before each call: a step's bound on attempts then counts the party's
 //! failures only, never our own database being away.
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
+use super::text_enum;
 use crate::domain::OrderId;
 
+/// The steps that call a party and count their calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The payment gateway's charge.
+    Charge,
+    /// The carrier's booking. Once counted, the shipping address is frozen: the
+    /// carrier may have it.
+    BookShipment,
+}
+
+impl Step {
+    pub const ALL: [Step; 2] = [Self::Charge, Self::BookShipment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Charge => "charge",
+            Self::BookShipment => "book_shipment",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Step> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+text_enum!(Step);
+
 /// Counts one more call of `step` for the order and returns the count so far.
-#[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step, otel.kind = "client", db.system = "postgresql"))]
-pub async fn count(pool: &PgPool, id: OrderId, step: &str) -> Result<i32, sqlx::Error> {
+#[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO party_calls (order_id, step, calls) VALUES ($1, $2, 1) \
          ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 RETURNING calls",
@@ -17,4 +45,15 @@ pub async fn count(pool: &PgPool, id: OrderId, step: &str) -> Result<i32, sqlx::
     .bind(step)
     .fetch_one(pool)
     .await
+}
+
+/// The calls counted so far (0 when none was ever attempted).
+#[tracing::instrument(name = "db.party_calls.calls", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+pub async fn calls<'c>(conn: impl PgExecutor<'c>, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
+    let calls: Option<i32> = sqlx::query_scalar("SELECT calls FROM party_calls WHERE order_id = $1 AND step = $2")
+        .bind(id.0)
+        .bind(step)
+        .fetch_optional(conn)
+        .await?;
+    Ok(calls.unwrap_or(0))
 }

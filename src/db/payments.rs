@@ -2,22 +2,31 @@
 //! order id, and there is at most one of each kind per order (a constraint).
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
 
+use super::text_enum;
 use crate::domain::OrderId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     Charge,
     Refund,
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub const ALL: [Kind; 2] = [Self::Charge, Self::Refund];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Charge => "charge",
             Self::Refund => "refund",
         }
+    }
+
+    pub fn parse(value: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
     }
 
     /// The key sent to the gateway: the same for every attempt of this order's step.
@@ -26,33 +35,66 @@ impl Kind {
     }
 }
 
+/// Where a charge or refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Recorded before the call to the gateway; no answer yet (or only transient failures).
+    Pending,
+    Succeeded,
+    /// The gateway declined (a business answer: card declined, insufficient funds).
+    Declined,
+    /// Refused outright, or nothing was captured: no money moved.
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Self::Pending, Self::Succeeded, Self::Declined, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Declined => "declined",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Status> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+text_enum!(Kind, Status);
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Payment {
-    pub status: String,
+    pub status: Status,
     pub amount: Decimal,
     pub provider_reference: Option<String>,
     pub decline_reason: Option<String>,
 }
 
 /// Records the intent to move money (status `pending`) unless an earlier attempt
-/// did, and returns the row as it now stands.
+/// did, and returns the row as it now stands; `None` when there is no such row
+/// and none may be added: the order's compensation has begun (`orders.stopped_at`),
+/// so no new charge may start.
 #[tracing::instrument(name = "db.payments.begin", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Payment, sqlx::Error> {
+pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Option<Payment>, sqlx::Error> {
     let key = kind.key(id);
+    // A refund is itself compensation: only a charge is held back by the fence.
     sqlx::query(
-        "INSERT INTO payments (order_id, kind, idempotency_key, amount, status) VALUES ($1, $2, $3, $4, 'pending') \
+        "INSERT INTO payments (order_id, kind, idempotency_key, amount, status) \
+         SELECT $1, $2, $3, $4, 'pending' FROM orders WHERE id = $1 AND (stopped_at IS NULL OR $2 = 'refund') \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(id.0)
-    .bind(kind.as_str())
+    .bind(kind)
     .bind(&key)
     .bind(amount)
     .execute(pool)
     .await?;
-    sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(pool)
-        .await
+    find(pool, id, kind).await
 }
 
 #[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
@@ -98,8 +140,8 @@ pub async fn refuse<'c>(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let status = match refusal {
-        Refusal::Declined => "declined",
-        Refusal::Failed => "failed",
+        Refusal::Declined => Status::Declined,
+        Refusal::Failed => Status::Failed,
     };
     sqlx::query(
         "UPDATE payments SET status = $2, decline_reason = $3, updated_at = now() \
@@ -113,7 +155,8 @@ pub async fn refuse<'c>(
     Ok(())
 }
 
-/// Forgets an intent the gateway says it has nothing for (e.g. a refund of a charge it never captured).
+/// Forgets an intent the gateway never heard of, or says it has nothing for
+/// (e.g. a refund of a charge it never captured).
 #[tracing::instrument(name = "db.payments.discard_pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payments WHERE idempotency_key = $1 AND status = 'pending'")

@@ -52,9 +52,9 @@ pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Erro
 
 /// (sku, quantity) of every line, for the parcel manifest.
 #[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn manifest(pool: &PgPool, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
+pub async fn manifest<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
     sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")
         .bind(id.0)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }

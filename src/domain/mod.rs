@@ -13,6 +13,6 @@ pub use address::Address;
 pub use order::{NewOrder, OrderId, OrderLineRequest, PaymentMethod, PricedLine, PricedOrder, Quantity, Sku};
 pub use pricing::{Pricing, Totals};
 pub use shipment::{ReviewDecision, ShipmentEvent, ShipmentEventKind};
-pub use status::{OrderStatus, StopReason};
+pub use status::{Action, OrderStatus, StopReason};
 pub use user::UserStatus;
 pub use validation::{FieldError, FieldErrors};

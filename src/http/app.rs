@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use super::state::AppState;
 use crate::config::Settings;
-use crate::db::{self, orders};
+use crate::db::{self, decisions, orders};
 use crate::temporal;
 
 pub struct Application {
@@ -35,7 +35,7 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
-        let recovery = tokio::spawn(recover_unstarted(self.state.clone()));
+        let recovery = tokio::spawn(recover(self.state.clone()));
         let events = tokio::spawn(self.state.events.clone().run(self.state.pool.clone()));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limiter = self.state.rate_limiter.clone();
@@ -82,26 +82,30 @@ impl Application {
 }
 
 /// Starts workflows for orders recorded while Temporal was unreachable (or
-/// whose API process died between recording and starting). Idempotent on the
-/// workflow id, so several API replicas may run it at once.
-async fn recover_unstarted(state: AppState) {
+/// whose API process died between recording and starting), and tells workflows
+/// of decisions recorded while it was (`decided` signals). Both are idempotent
+/// (on the workflow id, on the decision's number), so several API replicas may
+/// run this at once.
+async fn recover(state: AppState) {
     let every = state.settings.start_recovery_interval;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let due = match orders::unstarted(&state.pool, every.as_secs_f64(), 100).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::debug!(error = %e, "recovery: cannot read unstarted orders");
+        let unstarted = orders::unstarted(&state.pool, every.as_secs_f64(), 100).await;
+        let unsignalled = decisions::unsignalled(&state.pool, every.as_secs_f64(), 100).await;
+        let (unstarted, unsignalled) = match (unstarted, unsignalled) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "recovery: cannot read the orders to recover");
                 continue;
             }
         };
-        if due.is_empty() {
+        if unstarted.is_empty() && unsignalled.is_empty() {
             continue;
         }
         let Ok(client) = state.temporal().await else { continue };
-        for (id, total) in due {
+        for (id, total) in unstarted {
             let input = temporal::order_input(&state.settings, id, total);
             match temporal::start_order(client, &state.settings, input).await {
                 Ok(()) => {
@@ -112,6 +116,16 @@ async fn recover_unstarted(state: AppState) {
                 }
                 Err(e) => {
                     tracing::warn!(order_id = %id, error = %e, "recovery: start failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        for (id, seq) in unsignalled {
+            // The workflow reads the records, so it needs no more than a wake-up.
+            match temporal::tell_decided(client, &state.pool, id, seq, None).await {
+                Ok(()) => tracing::info!(order_id = %id, decision = seq, "recovery: decision signalled"),
+                Err(e) => {
+                    tracing::warn!(order_id = %id, error = %e, "recovery: signal failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -71,6 +71,10 @@ pub enum ApiError {
     /// The order's state forbids the action (e.g. cancelling a delivered order).
     #[error("order state: {0}")]
     InvalidState(String),
+    /// Another change to the order (or a payment or booking call) held it longer
+    /// than the caller may wait; retrying shortly succeeds.
+    #[error("order busy")]
+    OrderBusy,
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
     /// Over the caller's rate limit; retry after this long.
@@ -90,6 +94,17 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::db::decisions::DecisionError> for ApiError {
+    fn from(e: crate::db::decisions::DecisionError) -> Self {
+        use crate::db::decisions::DecisionError;
+        match e {
+            DecisionError::NotFound => ApiError::NotFound,
+            DecisionError::Busy => ApiError::OrderBusy,
+            DecisionError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -101,7 +116,9 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) => StatusCode::CONFLICT,
+            Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) | Self::OrderBusy => {
+                StatusCode::CONFLICT
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +161,12 @@ impl ApiError {
                 "this Idempotency-Key was used with a different request body".to_owned(),
             ),
             Self::InvalidState(m) => ("/problems/order-state", "Not allowed in the order's state", m.clone()),
+            Self::OrderBusy => (
+                "/problems/order-busy",
+                "Order busy",
+                "another change to this order is in progress (a payment or booking call, or another request); retry"
+                    .to_owned(),
+            ),
             Self::RateLimited(wait) => (
                 "/problems/rate-limited",
                 "Too many requests",
@@ -215,7 +238,7 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, Self::Unavailable(_)) {
+        if matches!(self, Self::Unavailable(_) | Self::OrderBusy) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Self::RateLimited(wait) = &self {

@@ -21,6 +21,9 @@ pub struct HttpMetrics {
     duration: HistogramVec,
     in_flight: IntGauge,
     pub orders_created: IntCounter,
+    /// Orders the API itself ended: delivered, on the carrier's report (the
+    /// worker counts the ends it records under the same name).
+    pub orders_finished: IntCounterVec,
 }
 
 impl HttpMetrics {
@@ -42,11 +45,17 @@ impl HttpMetrics {
             IntGauge::new("orders_http_requests_in_flight", "HTTP requests being handled now").expect("valid metric");
         let orders_created =
             IntCounter::new("orders_created_total", "Orders accepted (201), replays excluded").expect("valid metric");
+        let orders_finished = IntCounterVec::new(
+            Opts::new("orders_finished_total", "Orders that reached an end status here, by status"),
+            &["status"],
+        )
+        .expect("valid metric");
         registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(orders_finished.clone())).expect("registered once");
         registry.register(Box::new(duration.clone())).expect("registered once");
         registry.register(Box::new(in_flight.clone())).expect("registered once");
         registry.register(Box::new(orders_created.clone())).expect("registered once");
-        Self { registry, requests, duration, in_flight, orders_created }
+        Self { registry, requests, duration, in_flight, orders_created, orders_finished }
     }
 
     /// The text exposition of every metric.

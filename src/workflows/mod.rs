@@ -4,7 +4,7 @@
 pub mod order;
 pub mod user_onboarding;
 
-pub use order::{OrderInput, OrderOutcome, OrderWorkflow};
+pub use order::{Decided, Decision, OrderInput, OrderOutcome, OrderWorkflow};
 pub use user_onboarding::{OnboardingInput, UserOnboardingWorkflow, VerifyOutcome};
 
 use std::time::Duration;

@@ -143,6 +143,13 @@ impl Stack {
         p
     }
 
+    /// A Temporal client for this stack's server.
+    pub(crate) async fn temporal(&self) -> temporalio_client::Client {
+        let var = |k: &str| self.env.iter().rfind(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let settings = test_settings(&var("DATABASE_URL"), &[("TEMPORAL_ADDRESS", &var("TEMPORAL_ADDRESS"))]);
+        orders::temporal::connect(&settings, "orders-tests").await.expect("Temporal answers")
+    }
+
     fn token(&self, sub: &str) -> String {
         self.token_as(sub, "customer")
     }

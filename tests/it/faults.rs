@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::e2e::{OwnPostgres, OwnTemporal, Process, Stack};
+use crate::invariants::{check_records, check_workflows_agree};
 use crate::support::*;
 
 /// What a storefront order of the load is meant to exercise, and so how it must end.
@@ -341,98 +342,8 @@ async fn check_invariants(stack: &Stack, placed: &[Placed], workers_restarted: b
     if orders as usize != placed.len() || ids.len() != placed.len() {
         v.push(format!("{} keys made {orders} orders ({} distinct ids answered)", placed.len(), ids.len()));
     }
-    // Money: one successful charge for each delivered order and none refunded;
-    // a refund for exactly the failed or cancelled orders that were charged.
-    let money: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
-        "SELECT o.id, o.status,
-                count(*) FILTER (WHERE p.kind = 'charge' AND p.status = 'succeeded'),
-                count(*) FILTER (WHERE p.kind = 'refund' AND p.status = 'succeeded')
-           FROM orders o LEFT JOIN payments p ON p.order_id = o.id GROUP BY o.id, o.status",
-    )
-    .fetch_all(&stack.db)
-    .await
-    .unwrap();
-    for (id, status, charged, refunded) in money {
-        let ok = match status.as_str() {
-            "delivered" => charged == 1 && refunded == 0,
-            "failed" | "cancelled" => charged <= 1 && refunded == charged,
-            _ => false,
-        };
-        if !ok {
-            v.push(format!("order {id} is {status} with {charged} charges and {refunded} refunds"));
-        }
-    }
-    // Stock: what was loaded is available, reserved or shipped; reserved is
-    // exactly what reservations hold, shipped what delivered orders consumed,
-    // and no failed or cancelled order holds any.
-    let stock: Vec<(String, i32, i32, i64, i64)> = sqlx::query_as(
-        "SELECT i.sku, i.available, i.reserved,
-                COALESCE((SELECT sum(r.quantity) FROM inventory_reservations r
-                           WHERE r.sku = i.sku AND r.state = 'held'), 0)::bigint,
-                COALESCE((SELECT sum(r.quantity) FROM inventory_reservations r
-                           WHERE r.sku = i.sku AND r.state = 'consumed'), 0)::bigint
-           FROM inventory i WHERE i.sku = ANY($1)",
-    )
-    .bind([LOAD_SKU.0, GONE_SKU])
-    .fetch_all(&stack.db)
-    .await
-    .unwrap();
-    for (sku, available, reserved, held, shipped) in stock {
-        let loaded = if sku == LOAD_SKU.0 { LOAD_SKU.1 } else { 0 };
-        if i64::from(available) + i64::from(reserved) + shipped != i64::from(loaded) || i64::from(reserved) != held {
-            v.push(format!(
-                "{sku}: {available} available + {reserved} reserved + {shipped} shipped of {loaded} loaded; \
-                 reservations hold {held}"
-            ));
-        }
-    }
-    let holding: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM inventory_reservations r JOIN orders o ON o.id = r.order_id
-          WHERE o.status IN ('failed', 'cancelled') AND r.state <> 'released'",
-    )
-    .fetch_one(&stack.db)
-    .await
-    .unwrap();
-    if holding != 0 {
-        v.push(format!("{holding} reservations still held by failed or cancelled orders"));
-    }
-    // Carrier: no failed or cancelled order keeps a booking.
-    let booked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM shipments s JOIN orders o ON o.id = s.order_id
-          WHERE o.status IN ('failed', 'cancelled') AND s.cancelled_at IS NULL",
-    )
-    .fetch_one(&stack.db)
-    .await
-    .unwrap();
-    if booked != 0 {
-        v.push(format!("{booked} carrier bookings kept by failed or cancelled orders"));
-    }
-    // Notifications: one per timeline event, delivered once on each channel
-    // (delivery runs beside the order's path, so give it a moment to finish).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (events, notifications, undelivered): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM order_events),
-                    (SELECT count(*) FROM notifications),
-                    (SELECT count(*) FROM notifications n CROSS JOIN (VALUES ('webhook'), ('email')) c(channel)
-                      WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d
-                                         WHERE d.notification_id = n.id AND d.channel = c.channel
-                                           AND d.status = 'delivered'))",
-        )
-        .fetch_one(&stack.db)
-        .await
-        .unwrap();
-        if events == notifications && undelivered == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            v.push(format!(
-                "{events} timeline events, {notifications} notifications, {undelivered} deliveries missing"
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    v.extend(check_records(&stack.db, &[LOAD_SKU, (GONE_SKU, 0)]).await);
+    v.extend(check_workflows_agree(&stack.db, &stack.temporal().await).await);
     v
 }
 

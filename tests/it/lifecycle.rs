@@ -4,8 +4,9 @@
 
 use orders::db::payments::{self, Kind};
 use orders::domain::OrderId;
+use orders::domain::OrderStatus;
 use orders::http::auth::Role;
-use orders::workflows::OrderWorkflow;
+use orders::workflows::{OrderOutcome, OrderWorkflow};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -178,6 +179,114 @@ async fn cancelling_during_review_answers_with_the_cancelled_order() {
     let (status, again) = app.cancel(&token, &id).await;
     assert_eq!((status, &again["status"]), (StatusCode::OK, &json!("cancelled")));
     capture(&app, &id, "order-cancelled-in-review").await;
+}
+
+/// A cancel recorded before the charge stops the order there: the gateway is
+/// never called, so the customer is never charged and refunded. With no worker
+/// running the cancel cannot complete within the wait: it is accepted (202) and
+/// stands, and the order ends cancelled once a worker runs.
+#[tokio::test]
+async fn a_cancel_before_the_charge_stops_the_order_without_charging() {
+    let mut app = spawn_app_with(&[("ORDERS_CANCEL_WAIT", "1s")]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(2)).await;
+
+    let (status, order) = app.cancel(&token, &id).await;
+    assert_eq!((status, &order["status"]), (StatusCode::ACCEPTED, &json!("pending")), "{order}");
+    app.start_worker();
+
+    let order = app.wait_for_status(&token, &id, "cancelled").await;
+    assert_eq!(order["reason"], "cancel_requested");
+    assert_eq!(timeline(&order), ["pending", "cancelled"]);
+    assert!(app.payments(&id).await.is_empty(), "no charge was even attempted");
+    assert_eq!(app.count("SELECT count(*) FROM party_calls WHERE order_id = $1", &id).await, 0);
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3, 0));
+    let (status, again) = app.cancel(&token, &id).await;
+    assert_eq!((status, &again["status"]), (StatusCode::OK, &json!("cancelled")), "the same cancel again");
+    capture(&app, &id, "order-cancelled-before-charge").await;
+}
+
+/// An API that cannot reach Temporal still decides: the cancel is recorded and
+/// accepted (202, never 503), and carried out once the workflow is told (by the
+/// recovery loop of an API that can reach it).
+#[tokio::test]
+async fn a_cancel_recorded_while_temporal_is_down_is_carried_out_later() {
+    let database_url = fresh_database().await;
+    let mut online = spawn_app_on(&database_url, &[REVIEW_FROM_100]).await;
+    online.start_worker();
+    let token = online.customer("alice");
+    let id = online.place_order(&token, &gadgets(2)).await;
+    online.wait_for_status(&token, &id, "awaiting_review").await;
+
+    let offline =
+        spawn_app_on(&database_url, &[("TEMPORAL_ADDRESS", "127.0.0.1:1"), ("ORDERS_CANCEL_WAIT", "1s")]).await;
+    let (status, order) = offline.cancel(&token, &id).await;
+    assert_eq!((status, &order["status"]), (StatusCode::ACCEPTED, &json!("awaiting_review")), "{order}");
+
+    let order = online.wait_for_status(&token, &id, "cancelled").await;
+    assert_eq!(order["reason"], "cancel_requested");
+    assert!(online.payments(&id).await.is_empty());
+    // (The second API seeded the catalog again, so stock is checked by the reservation.)
+    let held = "SELECT count(*) FROM inventory_reservations WHERE order_id = $1 AND state = 'held'";
+    assert_eq!(online.count(held, &id).await, 0);
+    let signalled = "SELECT count(*) FROM orders WHERE id = $1 AND decisions_signalled = decisions";
+    assert_eq!(online.count(signalled, &id).await, 1);
+}
+
+/// Two admins deciding at once are answered one after the other: the first
+/// decision counts, the same one again is 202 and the other one 409, never a 500.
+#[tokio::test]
+async fn admins_deciding_at_once_get_202_or_409() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &gadgets(2)).await;
+    app.wait_for_status(&token, &id, "awaiting_review").await;
+
+    let decisions = (0..12).map(|i| app.review(&id, if i % 2 == 0 { "approve" } else { "reject" }));
+    let answers: Vec<(StatusCode, Value)> = futures::future::join_all(decisions).await;
+
+    let approved = app.count("SELECT count(*) FROM order_reviews WHERE order_id = $1 AND approve", &id).await == 1;
+    let ended = if approved { "approve" } else { "reject" };
+    app.wait_for_status(&token, &id, if approved { "shipped" } else { "cancelled" }).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        let sent = if i % 2 == 0 { "approve" } else { "reject" };
+        let expected = if sent == ended { StatusCode::ACCEPTED } else { StatusCode::CONFLICT };
+        assert_eq!(*status, expected, "{sent}: {body}");
+    }
+}
+
+/// Whichever of a cancel and the carrier's pickup is recorded first wins: a
+/// cancel after pickup is refused; a pickup after a cancel is refused too, so
+/// the carrier knows the order was cancelled (and refunded, and its booking
+/// cancelled). The workflow ends as the records say.
+#[tokio::test]
+async fn the_first_of_a_cancel_and_the_pickup_wins() {
+    let app = spawn_app_with_worker().await;
+    let token = app.customer("alice");
+    let picked = app.place_order(&token, &widgets(1)).await;
+    let cancelled = app.place_order(&token, &widgets(1)).await;
+    app.wait_for_status(&token, &picked, "shipped").await;
+    app.wait_for_status(&token, &cancelled, "shipped").await;
+
+    assert_eq!(app.carrier_event(&picked, "in_transit", "2026-11-25T10:00:00Z").await.0, StatusCode::ACCEPTED);
+    let (status, problem) = app.cancel(&token, &picked).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    let (status, order) = app.cancel(&token, &cancelled).await;
+    assert_eq!((status, &order["status"]), (StatusCode::OK, &json!("cancelled")), "{order}");
+    let (status, problem) = app.carrier_event(&cancelled, "in_transit", "2026-11-25T10:00:00Z").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("cancel_requested"), "{problem}");
+    assert_eq!(order["payment"]["status"], "refunded");
+
+    app.carrier_event(&picked, "delivered", "2026-11-25T12:00:00Z").await;
+    app.wait_for_status(&token, &picked, "delivered").await;
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    for (id, status) in [(&picked, OrderStatus::Delivered), (&cancelled, OrderStatus::Cancelled)] {
+        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+        let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
+        assert_eq!(outcome.status, status, "the workflow agrees with the read model");
+    }
 }
 
 #[tokio::test]

@@ -5,12 +5,15 @@
 mod activities;
 mod api;
 mod contract;
+mod decisions;
 mod e2e;
 mod email;
 mod events;
 mod faults;
+mod invariants;
 mod lifecycle;
 mod listing;
+mod races;
 mod support;
 mod users;
 mod webhooks;

@@ -15,10 +15,12 @@ fn with_token(mut body: Value, token: &str) -> Value {
 
 /// Histories recorded from earlier versions of the workflow must replay on this one:
 /// a change that breaks them would break orders in flight during a deploy.
+/// `tests/histories/` has one of every path of this version (ORDERS_RECORD_HISTORIES=1
+/// writes them); `tests/histories/v1/` those of the version before decisions were
+/// recorded in Postgres, which replay its own path (`workflows/order/legacy.rs`).
 #[tokio::test]
 async fn recorded_histories_still_replay() {
     let dir = format!("{}/tests/histories", env!("CARGO_MANIFEST_DIR"));
-    // Every path of the workflow has a recorded history (ORDERS_RECORD_HISTORIES=1 writes them).
     let paths = [
         "order-delivered",
         "order-declined",
@@ -29,6 +31,7 @@ async fn recorded_histories_still_replay() {
         "order-review-rejected",
         "order-review-timeout",
         "order-cancelled-in-review",
+        "order-cancelled-before-charge",
         "order-cancelled-after-booking",
         "order-workflow-cancelled",
         "order-carrier-events",
@@ -38,18 +41,25 @@ async fn recorded_histories_still_replay() {
         "user-locked",
         "user-expired",
     ];
-    for name in paths {
-        let path = format!("{dir}/{name}.json");
+    let mut files: Vec<String> = paths.iter().map(|name| format!("{dir}/{name}.json")).collect();
+    let mut v1: Vec<String> = std::fs::read_dir(format!("{dir}/v1"))
+        .expect("tests/histories/v1")
+        .map(|e| e.expect("a history file").path().display().to_string())
+        .collect();
+    v1.sort();
+    assert_eq!(v1.len(), 14, "every path of the version before keeps its history");
+    files.extend(v1);
+    for path in files {
         let json = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let history = WorkflowHistory::from_json(&json).unwrap();
-        let options = if name.starts_with("user-") {
+        let options = if path.contains("/user-") {
             WorkflowReplayerOptions::new().register_workflow::<orders::workflows::UserOnboardingWorkflow>().unwrap()
         } else {
             WorkflowReplayerOptions::new().register_workflow::<OrderWorkflow>().unwrap()
         };
         let replayer = WorkflowReplayer::new(options.build()).unwrap();
         if let Err(e) = replayer.replay_workflow(history).await {
-            panic!("{name} does not replay: {e:?}");
+            panic!("{path} does not replay: {e:?}");
         }
     }
 }

@@ -1,50 +1,101 @@
 //! Acting on a running order: cancel, amend the address, review, carrier events.
-//! Each goes to the order's workflow (an Update when the caller needs the real
-//! answer, a Signal when it does not) after a check against the read model.
+//!
+//! Postgres decides, the workflow follows. Each action is decided under the
+//! order's row lock against the state machine (`db::decisions`): the first one
+//! recorded wins, a conflicting one is answered 409 saying what won, and the
+//! same one again gets its earlier answer. Only then is the order's workflow
+//! told (a `decided` signal); it reads the records and acts on them. So the
+//! answer is the decision's: Temporal being unreachable delays the workflow
+//! (the recovery loop signals it later), never the answer.
+
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use temporalio_client::{Client, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowSignalOptions};
+use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use super::visible_order;
+use crate::db::decisions::{self, AmendRefusal, Cancel, CarrierReport, Review, Stop};
 use crate::db::orders::{self, OrderView};
-use crate::db::reviews;
 use crate::domain::address::AddressInput;
+use crate::domain::status::{MAX_AMENDMENTS, MAX_CARRIER_EXCEPTIONS};
 use crate::domain::validation::text;
 use crate::domain::{Address, FieldErrors, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind};
 use crate::http::auth::{Caller, Role};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::JsonBody;
 use crate::http::state::AppState;
-use crate::temporal::traced;
-use crate::workflows::OrderWorkflow;
+use crate::temporal;
+use crate::workflows;
 use crate::workflows::order::CancelRequest;
 
-async fn workflow(state: &AppState, id: OrderId) -> Result<WorkflowHandle<Client, OrderWorkflow>, ApiError> {
-    let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(client.get_workflow_handle::<OrderWorkflow>(id.workflow_id()))
+/// How long telling the workflow may delay an answer; a decision not told by
+/// then is told by the recovery loop.
+const TELL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Tells the order's workflow about decision `seq` (see the module comment).
+async fn tell(state: &AppState, id: OrderId, seq: i64, decision: Option<workflows::Decision>) {
+    let attempt = async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        temporal::tell_decided(client, &state.pool, id, seq, decision).await.map_err(|e| e.to_string())
+    };
+    let told = match tokio::time::timeout(TELL_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer from Temporal within {TELL_TIMEOUT:?}")),
+    };
+    if let Err(e) = told {
+        tracing::warn!(order_id = %id, error = %e, "decision recorded, workflow not told yet; the recovery loop will");
+    }
 }
 
-async fn reread(state: &AppState, id: OrderId) -> Result<Json<OrderView>, ApiError> {
-    Ok(Json(orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?))
+async fn reread(state: &AppState, id: OrderId) -> Result<OrderView, ApiError> {
+    orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)
 }
 
-fn update_error(e: temporalio_client::errors::WorkflowUpdateError) -> ApiError {
-    use temporalio_client::errors::WorkflowUpdateError as E;
-    match e {
-        // The validator's (or the handler's) refusal: the order's state forbids it.
-        E::Failed(f) => ApiError::InvalidState(f.message.clone()),
-        E::NotFound(_) => ApiError::InvalidState("the order is no longer running".into()),
-        other => ApiError::Unavailable(format!("temporal: {other}")),
+/// The order once it has ended, or as it is after `within`.
+async fn until_ended(state: &AppState, id: OrderId, within: Duration) -> Result<OrderView, ApiError> {
+    // Subscribed before the first read, so no change between the two is missed.
+    let mut changes = state.events.subscribe();
+    let deadline = Instant::now() + within;
+    loop {
+        let view = reread(state, id).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if view.status.is_terminal() || left.is_zero() {
+            return Ok(view);
+        }
+        // A timeline event of this order (or a lost notification: read again anyway).
+        let changed = async {
+            loop {
+                match changes.recv().await {
+                    Ok(order) if order == id.0 => return,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), changed).await;
     }
 }
 
 fn invalid_state(status: OrderStatus, action: &str) -> ApiError {
     ApiError::InvalidState(format!("the order is {} and can no longer be {action}", status.as_str()))
+}
+
+/// A 409 for an order stopped before this action: what stopped it, and why.
+fn stopped_first(stop: Option<Stop>, action: &str) -> ApiError {
+    ApiError::InvalidState(match stop {
+        Some(stop) => format!(
+            "the order was stopped before {action} ({}: {}) and ends {}",
+            stop.reason.as_str(),
+            stop.detail,
+            stop.reason.status().as_str()
+        ),
+        None => format!("the order is being stopped; {action} is no longer possible"),
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,13 +106,18 @@ pub struct CancelBody {
     pub reason: Option<String>,
 }
 
-/// Cancel an order until the carrier has the parcel. Answers after compensation
-/// has run (refund, released stock), with the order as it then is.
+/// Cancel an order until the carrier has the parcel. The cancel is recorded
+/// first (a carrier's pickup, a rejection or a failure recorded before it wins:
+/// 409 says which), then compensation runs: refund, cancelled booking,
+/// released stock. Answers 200 with the cancelled order once that is done, or
+/// 202 with the order as it is if it takes longer than `ORDERS_CANCEL_WAIT`
+/// (the cancel stands and completes). Sending it again is answered the same way.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", request_body = CancelBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "Cancelled (or it already was)", body = OrderView),
-        (status = 409, description = "In transit or finished", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Cancelled (now, or it already was)", body = OrderView),
+        (status = 202, description = "Cancel recorded; compensation still running", body = OrderView),
+        (status = 409, description = "In transit, failed or finished; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn cancel(
@@ -69,32 +125,37 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
     JsonBody { body, .. }: JsonBody<CancelBody>,
-) -> Result<Json<OrderView>, ApiError> {
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let (id, view) = visible_order(&state, &caller, &id).await?;
+    let (id, _) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let reason = errors.required("/reason", body.reason).and_then(|r| errors.check("/reason", text(&r, 1, 500)));
     let Some(reason) = reason else { return Err(ApiError::Validation(errors.into_vec())) };
-    if view.status == OrderStatus::Cancelled {
-        return Ok(Json(view));
+    let detail = format!("cancelled by {}: {reason}", caller.subject);
+    match decisions::cancel(&state.pool, state.settings.action_lock_wait, id, &detail).await? {
+        Cancel::Recorded { seq, .. } => {
+            let request = CancelRequest { reason, by: caller.subject.clone() };
+            tell(&state, id, seq, Some(workflows::Decision::Cancel(request))).await;
+        }
+        // Cancelled already (this cancel sent again, a rejection, a deadline):
+        // answered with the order as it ends.
+        Cancel::Earlier(stop) if stop.reason.status() == OrderStatus::Cancelled => {}
+        Cancel::Earlier(stop) => return Err(stopped_first(Some(stop), "this cancel")),
+        Cancel::Refused(status) => return Err(invalid_state(status, "cancelled")),
     }
-    if !view.status.can_cancel() {
-        return Err(invalid_state(view.status, "cancelled"));
-    }
-    let request = CancelRequest { reason, by: caller.subject.clone() };
-    // One update id per order: a repeated cancel attaches to the first one's answer.
-    let opts = WorkflowExecuteUpdateOptions::builder().update_id(format!("cancel-{id}")).build();
-    let handle = workflow(&state, id).await?;
-    traced(handle.execute_update(OrderWorkflow::cancel, request, opts)).await.map_err(update_error)?;
-    reread(&state, id).await
+    let view = until_ended(&state, id, state.settings.cancel_wait).await?;
+    let status = if view.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(view)))
 }
 
-/// Change the shipping address until the shipment is booked; the carrier gets the new one.
+/// Change the shipping address until the shipment is booked; the carrier gets
+/// the address of the last change answered 200 (a change that arrives once the
+/// booking has begun is refused with 409). At most 10 changes per order.
 #[utoipa::path(patch, path = "/orders/{id}/shipping-address", tag = "orders", request_body = AddressInput,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 200, body = OrderView),
-        (status = 409, description = "Shipment already booked", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Shipment booked or being booked, order stopped, too many changes; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn amend_address(
@@ -104,21 +165,32 @@ pub async fn amend_address(
     JsonBody { body, .. }: JsonBody<AddressInput>,
 ) -> Result<Json<OrderView>, ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let (id, view) = visible_order(&state, &caller, &id).await?;
+    let (id, _) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let Some(address): Option<Address> = Address::parse(body, "", &mut errors) else {
         return Err(ApiError::Validation(errors.into_vec()));
     };
-    if !view.status.can_amend_address() {
-        return Err(ApiError::InvalidState(format!(
-            "the order is {} and its shipment is already booked",
-            view.status.as_str()
-        )));
+    match decisions::amend(&state.pool, state.settings.action_lock_wait, id, &address).await? {
+        Ok(seq) => tell(&state, id, seq, None).await,
+        Err(AmendRefusal::Status(status)) => {
+            return Err(ApiError::InvalidState(format!(
+                "the order is {} and its shipment is already booked",
+                status.as_str()
+            )));
+        }
+        Err(AmendRefusal::BookingBegun) => {
+            return Err(ApiError::InvalidState(
+                "the shipment is being booked with the address as it is; it can no longer change".into(),
+            ));
+        }
+        Err(AmendRefusal::Stopped(stop)) => return Err(stopped_first(stop, "this change")),
+        Err(AmendRefusal::TooMany) => {
+            return Err(ApiError::InvalidState(format!(
+                "the shipping address was already changed {MAX_AMENDMENTS} times, the most an order allows"
+            )));
+        }
     }
-    let opts = WorkflowExecuteUpdateOptions::builder().build();
-    let handle = workflow(&state, id).await?;
-    traced(handle.execute_update(OrderWorkflow::amend_shipping_address, address, opts)).await.map_err(update_error)?;
-    reread(&state, id).await
+    Ok(Json(reread(&state, id).await?))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -140,11 +212,13 @@ pub struct ReviewBody {
 
 /// Approve or reject an order held for manual review (admins). Accepted (202):
 /// the order then continues to the charge, or is cancelled with compensation.
+/// The first decision counts: the same one again is answered 202, the other
+/// one 409, as is a decision on an order cancelled or timed out before it.
 #[utoipa::path(post, path = "/orders/{id}/review", tag = "orders", request_body = ReviewBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
-        (status = 409, description = "Not awaiting review, or already decided the other way", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not awaiting review, already decided the other way, or stopped first; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn review(
@@ -154,7 +228,7 @@ pub async fn review(
     JsonBody { body, .. }: JsonBody<ReviewBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Admin])?;
-    let (id, view) = visible_order(&state, &caller, &id).await?;
+    let (id, _) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let decision = errors.required("/decision", body.decision);
     let note = errors.optional("/note", body.note, |n| text(n, 0, 500)).map(|n| n.filter(|n| !n.is_empty()));
@@ -162,32 +236,23 @@ pub async fn review(
         return Err(ApiError::Validation(errors.into_vec()));
     };
     let approve = matches!(decision, Decision::Approve);
-    let already = |approved: bool| {
-        ApiError::InvalidState(format!("the order was already {}", if approved { "approved" } else { "rejected" }))
-    };
-    // The first decision counts; the same one again is a replay (a retry after
-    // a lost answer), whatever the order's status by now.
-    if view.status == OrderStatus::AwaitingReview {
-        // Recorded now, or earlier with its signal perhaps lost: it goes (again) below.
-        let counted = reviews::record(&state.pool, id, approve, note.as_deref(), &caller.subject).await?;
-        if counted != approve {
-            return Err(already(counted));
+    let lock_wait = state.settings.action_lock_wait;
+    match decisions::review(&state.pool, lock_wait, id, approve, note.as_deref(), &caller.subject).await? {
+        Review::Recorded { seq } => {
+            let signal = workflows::Decision::Review(ReviewDecision { approve, note });
+            tell(&state, id, seq, Some(signal)).await;
         }
-    } else {
-        return match reviews::find(&state.pool, id).await? {
-            Some(recorded) if recorded == approve => Ok((StatusCode::ACCEPTED, Json(view))),
-            Some(recorded) => Err(already(recorded)),
-            None => Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", view.status.as_str()))),
-        };
+        Review::Replay => {}
+        Review::Conflict { approved } => {
+            let was = if approved { "approved" } else { "rejected" };
+            return Err(ApiError::InvalidState(format!("the order was already {was}")));
+        }
+        Review::Stopped(stop) => return Err(stopped_first(stop, "a review decision")),
+        Review::NotAwaiting(status) => {
+            return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", status.as_str())));
+        }
     }
-    let signal = ReviewDecision { approve, note };
-    // One signal per order, however often the decision is sent.
-    let opts = WorkflowSignalOptions::builder().request_id(format!("review-{id}")).build();
-    let handle = workflow(&state, id).await?;
-    traced(handle.signal(OrderWorkflow::review, signal, opts))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Json(reread(&state, id).await?)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -203,23 +268,25 @@ pub struct ShipmentEventBody {
     pub detail: Option<String>,
 }
 
-/// Report a carrier event (role `carrier`). Duplicates and late events are
-/// accepted and change nothing.
+/// Report a carrier event (role `carrier`). Recorded at once: pickup makes the
+/// order `in_transit` (from then on it can no longer be cancelled), delivery
+/// `delivered`; duplicates and late events are accepted and change nothing. An
+/// order cancelled before the report is answered 409, so the carrier knows.
 #[utoipa::path(post, path = "/orders/{id}/shipment-events", tag = "orders", request_body = ShipmentEventBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
-        (status = 409, description = "Not shipped yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not shipped yet, cancelled or failed first, too many exceptions; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn shipment_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonBody { body, raw }: JsonBody<ShipmentEventBody>,
+    JsonBody { body, .. }: JsonBody<ShipmentEventBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Carrier, Role::Admin])?;
-    let (id, view) = visible_order(&state, &caller, &id).await?;
+    let (id, _) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let event = errors.required("/event", body.event);
     let at = errors.required("/at", body.at).and_then(|t| {
@@ -232,21 +299,26 @@ pub async fn shipment_event(
     let (Some(event), Some(at), Some(detail)) = (event, at, detail) else {
         return Err(ApiError::Validation(errors.into_vec()));
     };
-    if view.status.is_terminal() {
-        return Ok((StatusCode::ACCEPTED, Json(view)));
+    let lock_wait = state.settings.action_lock_wait;
+    let said = detail.clone().unwrap_or_default();
+    match decisions::carrier_report(&state.pool, lock_wait, id, event, &at, &said).await? {
+        CarrierReport::Recorded { seq, status, moved } => {
+            if moved && status.is_terminal() {
+                state.metrics.orders_finished.with_label_values(&[status.as_str()]).inc();
+            }
+            let signal = workflows::Decision::Carrier(ShipmentEvent { event, at, detail });
+            tell(&state, id, seq, Some(signal)).await;
+        }
+        CarrierReport::Unchanged(_) => {}
+        CarrierReport::Stopped(stop) => return Err(stopped_first(stop, "this report")),
+        CarrierReport::NotShipped(status) => {
+            return Err(ApiError::InvalidState(format!("the order is {}, not shipped yet", status.as_str())));
+        }
+        CarrierReport::TooMany => {
+            return Err(ApiError::InvalidState(format!(
+                "the order already has {MAX_CARRIER_EXCEPTIONS} exceptions, the most it records"
+            )));
+        }
     }
-    if view.status < OrderStatus::Shipped {
-        return Err(ApiError::InvalidState(format!("the order is {}, not shipped yet", view.status.as_str())));
-    }
-    // The same report sent twice is one signal.
-    let mut digest = Sha256::new();
-    digest.update(id.to_string().as_bytes());
-    digest.update(&raw);
-    let request_id = hex::encode(digest.finalize());
-    let opts = WorkflowSignalOptions::builder().request_id(request_id).build();
-    let handle = workflow(&state, id).await?;
-    traced(handle.signal(OrderWorkflow::shipment_event, ShipmentEvent { event, at, detail }, opts))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Json(reread(&state, id).await?)))
 }

@@ -6,32 +6,44 @@
 //! activity: the worker runs it inline, and an order goes from accepted to
 //! shipped in one workflow task (with regular activities it took three, and
 //! measured ~2.5x fewer orders/s on the dev server); later tasks come only
-//! from carrier signals and timers. Durability is
-//! kept: results are recorded as markers when the task completes, and a task
-//! lost with a crashed worker is replayed, re-running its steps, which is safe
-//! because every activity is keyed by order id and re-reads what an earlier
-//! attempt recorded (the gateway and carrier also get an idempotency key). Each
-//! step writes its own status change in its own transaction; payloads are an
-//! order id and small outcomes.
+//! from decisions and timers. Durability is kept: results are recorded as
+//! markers when the task completes, and a task lost with a crashed worker is
+//! replayed, re-running its steps, which is safe because every activity is
+//! keyed by order id and re-reads what an earlier attempt recorded (the gateway
+//! and carrier also get an idempotency key).
+//!
+//! Because a local activity acts before its task is accepted, decisions that
+//! race (cancel, review, carrier reports, deadlines) are made in Postgres, and
+//! the workflow follows the records (`follow`). Workflows started before that
+//! change replay their own path (`legacy`), chosen by the `decided-in-postgres`
+//! patch marker at the start of the history.
+
+mod follow;
+mod legacy;
 
 use std::time::Duration;
 
-use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::{join, select};
+use temporalio_sdk::workflows::join;
 use temporalio_sdk::{
     LocalActivityOptions, SyncWorkflowContext, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    WorkflowContextView, WorkflowResult,
 };
 
 use super::{HandlerError, STEP_RETRY_CAP, db_step};
 use crate::activities::OrderActivities;
+use crate::activities::failure::{PAYMENT_FAILED, SHIPMENT_REJECTED};
 use crate::activities::notifier::Channel;
-use crate::activities::order::{Advance, AmendAddress, CarrierException, Charge, CloseOrder, Deliver, Reservation};
-use crate::domain::{Address, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind, StopReason};
+use crate::activities::order::{AmendAddress, Deliver, ProposeStop};
+use crate::db::decisions::StopDecision;
+use crate::domain::{Action, Address, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, StopReason};
+
+/// Patch id: decisions are recorded in Postgres and the workflow follows them
+/// (`follow`); histories without its marker take the path they were made on (`legacy`).
+const DECIDED_IN_POSTGRES: &str = "decided-in-postgres";
 
 /// The workflow input: the id plus the policy decided when the order was accepted.
 /// Everything else is in Postgres, the system of record, which keeps history
@@ -65,10 +77,36 @@ pub struct CancelRequest {
     pub by: String,
 }
 
+/// The `decided` signal: a decision about the order was recorded in Postgres
+/// (by the API, or the simulated carrier). It carries no authority: the
+/// workflow reads the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    /// What was decided, for workflows started before decisions were recorded:
+    /// they act on it as they did on the signals and updates of their version.
+    #[serde(default)]
+    pub decision: Option<Decision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Cancel(CancelRequest),
+    Review(ReviewDecision),
+    Carrier(ShipmentEvent),
+}
+
 #[workflow]
 pub struct OrderWorkflow {
     input: OrderInput,
     status: OrderStatus,
+    /// Started on this version: follows the records (the `decided-in-postgres` patch).
+    follows_records: bool,
+    /// `decided` signals received, and how many of them the path has read the records for.
+    wakes: u32,
+    wakes_read: u32,
+    tracking_number: Option<String>,
+    // What workflows of the version before decide from (`legacy`):
     cancel: Option<CancelRequest>,
     review: Option<ReviewDecision>,
     /// Carrier events in arrival order; `handled` of them are processed.
@@ -109,22 +147,6 @@ impl DeliveryReport {
     }
 }
 
-/// How the order's path ended before closing it.
-enum End {
-    Completed(OrderOutcome),
-    Stopped(StopReason, String),
-}
-
-/// Patch id: compensations run from the durable records, not from the workflow's memory.
-const COMPENSATE_FROM_RECORDS: &str = "compensate-from-records";
-
-/// What has to be undone when the order stops.
-#[derive(Default)]
-struct Undo {
-    charged: bool,
-    booked: bool,
-}
-
 /// Payment: initial 1 s, at most `STEP_RETRY_CAP` between attempts, and no bound
 /// on attempts here: the activity fails for good after the gateway's third failed
 /// call (`party_calls`), so our own database being away never fails an order.
@@ -137,7 +159,7 @@ fn payment() -> LocalActivityOptions {
                 .backoff_coefficient(2.0)
                 .maximum_interval(STEP_RETRY_CAP)
                 .maximum_attempts(0)
-                .non_retryable_error_types(["PaymentFailed"])
+                .non_retryable_error_types([PAYMENT_FAILED])
                 .build(),
         )
         .build()
@@ -152,7 +174,7 @@ fn shipment() -> LocalActivityOptions {
                 .initial_interval(Duration::from_secs(1))
                 .maximum_interval(STEP_RETRY_CAP)
                 .maximum_attempts(0)
-                .non_retryable_error_types(["ShipmentRejected"])
+                .non_retryable_error_types([SHIPMENT_REJECTED])
                 .build(),
         )
         .build()
@@ -203,6 +225,10 @@ impl OrderWorkflow {
         Self {
             input,
             status: OrderStatus::Pending,
+            follows_records: false,
+            wakes: 0,
+            wakes_read: 0,
+            tracking_number: None,
             cancel: None,
             review: None,
             shipment_events: Vec::new(),
@@ -218,6 +244,10 @@ impl OrderWorkflow {
 
     #[run(name = "OrderWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
+        // First, before any other command: histories recorded before this marker
+        // existed replay the path they were made on.
+        let follows_records = ctx.patched(DECIDED_IN_POSTGRES);
+        ctx.state_mut(|s| s.follows_records = follows_records);
         // The order's path and the delivery of its notifications run side by side:
         // a storefront that is down delays its webhooks, never the order.
         let c: &WorkflowContext<Self> = ctx;
@@ -227,51 +257,13 @@ impl OrderWorkflow {
     }
 
     async fn process(ctx: &WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
-        let outcome = Self::process_and_compensate(ctx).await;
+        let outcome = if ctx.state(|s| s.follows_records) {
+            Self::follow_records(ctx).await
+        } else {
+            Self::process_and_compensate(ctx).await
+        };
         ctx.state_mut(|s| s.closed = true);
         outcome
-    }
-
-    async fn process_and_compensate(ctx: &WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
-        let id = ctx.state(|s| s.input.order_id);
-        let mut undo = Undo::default();
-        let end = Self::fulfil(ctx, id, &mut undo).await;
-        let (reason, detail, cancelled_by_temporal) = match end {
-            Ok(End::Completed(outcome)) => return Ok(outcome),
-            Ok(End::Stopped(reason, detail)) => (reason, detail, false),
-            // Once the carrier has the parcel there is nothing left to undo: the goods are
-            // gone and were paid for. Stop following the carrier and end as cancelled.
-            Err(e) if ctx.cancellation_token().is_cancelled() && ctx.state(|s| s.status) >= OrderStatus::InTransit => {
-                return Err(e);
-            }
-            // Cancelled from the Temporal UI or CLI before that: compensate all the same.
-            Err(_) if ctx.cancellation_token().is_cancelled() => {
-                let why = ctx.cancellation_token().reason().unwrap_or_else(|| "cancelled in Temporal".into());
-                (StopReason::WorkflowCancelled, why, true)
-            }
-            Err(other) => return Err(other),
-        };
-        // Compensate in reverse order of the steps taken, on detached tokens.
-        // A step may have charged or booked without the workflow hearing of it: a
-        // worker killed after the party's answer was recorded in Postgres but before
-        // the step's result reached the history. So both compensations always run;
-        // each undoes what the records show and nothing otherwise. (Histories from
-        // before this change replay the old, memory-only rule.)
-        let from_records = ctx.patched(COMPENSATE_FROM_RECORDS);
-        if undo.booked || from_records {
-            ctx.execute_local_activity(OrderActivities::cancel_shipment, id, compensation()).await?;
-        }
-        if undo.charged || reason == StopReason::PaymentFailed || cancelled_by_temporal || from_records {
-            // The gateway may have captured before the failure (or the cancellation) reached us.
-            ctx.execute_local_activity(OrderActivities::refund_payment, id, compensation()).await?;
-        }
-        let close = CloseOrder { order_id: id, reason, detail };
-        ctx.execute_local_activity(OrderActivities::close_order, close, db_step()).await?;
-        Self::set_status(ctx, reason.status());
-        if cancelled_by_temporal {
-            return Err(WorkflowTermination::cancelled());
-        }
-        Ok(OrderOutcome { status: reason.status(), reason: Some(reason), tracking_number: None })
     }
 
     /// Delivers the outbox after every change, webhook and email concurrently,
@@ -307,129 +299,6 @@ impl OrderWorkflow {
         }
     }
 
-    /// The forward path. Returns how it ended; compensation is the caller's.
-    async fn fulfil(ctx: &WorkflowContext<Self>, id: OrderId, undo: &mut Undo) -> WorkflowResult<End> {
-        if let Reservation::OutOfStock { skus } =
-            ctx.execute_local_activity(OrderActivities::reserve_inventory, id, db_step()).await?
-        {
-            return Ok(End::Stopped(StopReason::OutOfStock, format!("out of stock: {}", skus.join(", "))));
-        }
-        Self::set_status(ctx, OrderStatus::Reserved);
-        if let Some(end) = Self::cancel_requested(ctx) {
-            return Ok(end);
-        }
-
-        if let Some(secs) = ctx.state(|s| s.input.review_within_secs)
-            && let Some(end) = Self::await_review(ctx, id, secs).await?
-        {
-            return Ok(end);
-        }
-
-        match ctx.execute_local_activity(OrderActivities::charge_payment, id, payment()).await {
-            Ok(Charge::Captured { .. }) => {
-                undo.charged = true;
-                Self::set_status(ctx, OrderStatus::Paid);
-            }
-            Ok(Charge::Declined { reason }) => {
-                return Ok(End::Stopped(StopReason::PaymentDeclined, format!("payment declined: {reason}")));
-            }
-            Err(ActivityExecutionError::Cancelled(_)) => return Err(WorkflowTermination::cancelled()),
-            Err(err) => return Ok(End::Stopped(StopReason::PaymentFailed, failure_message(&err))),
-        }
-        if let Some(end) = Self::cancel_requested(ctx) {
-            return Ok(end);
-        }
-
-        // Amendments accepted before this point finish first: the carrier gets the latest address.
-        ctx.state_mut(|s| s.booking_started = true);
-        ctx.wait_condition(|s: &Self| s.amendments_in_flight == 0).await?;
-        let shipped = match ctx.execute_local_activity(OrderActivities::book_shipment, id, shipment()).await {
-            Ok(shipped) => shipped,
-            Err(ActivityExecutionError::Cancelled(_)) => return Err(WorkflowTermination::cancelled()),
-            Err(err) => return Ok(End::Stopped(StopReason::ShipmentFailed, failure_message(&err))),
-        };
-        undo.booked = true;
-        Self::set_status(ctx, OrderStatus::Shipped);
-        Self::await_delivery(ctx, id, shipped.tracking_number).await
-    }
-
-    /// Holds the order in `awaiting_review` until an admin decides, the order is
-    /// cancelled, or the deadline passes (a durable timer: it survives restarts).
-    async fn await_review(ctx: &WorkflowContext<Self>, id: OrderId, within_secs: u64) -> WorkflowResult<Option<End>> {
-        let detail = format!("total at or above the review threshold; decision due within {within_secs} s");
-        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail };
-        ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-        Self::set_status(ctx, OrderStatus::AwaitingReview);
-        let decided = select! {
-            r = ctx.wait_condition(|s: &Self| s.review.is_some() || s.cancel.is_some()).fuse() => { r?; true }
-            _ = ctx.timer(Duration::from_secs(within_secs)).fuse() => false,
-        };
-        if !decided {
-            return Ok(Some(End::Stopped(StopReason::ReviewTimeout, "no review decision before the deadline".into())));
-        }
-        if let Some(end) = Self::cancel_requested(ctx) {
-            return Ok(Some(end));
-        }
-        match ctx.state(|s| s.review.clone()) {
-            Some(ReviewDecision { approve: false, note }) => {
-                let detail = note.unwrap_or_else(|| "rejected in review".into());
-                Ok(Some(End::Stopped(StopReason::ReviewRejected, detail)))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// After booking: follow the carrier until delivery, an overdue deadline, or
-    /// a cancellation that arrives before the carrier has the parcel.
-    async fn await_delivery(ctx: &WorkflowContext<Self>, id: OrderId, tracking: String) -> WorkflowResult<End> {
-        let completed =
-            |status| Ok(End::Completed(OrderOutcome { status, reason: None, tracking_number: Some(tracking.clone()) }));
-        let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
-        let mut deadline = std::pin::pin!(ctx.timer(within).fuse());
-        loop {
-            let woke = select! {
-                r = ctx.wait_condition(|s: &Self| {
-                    s.handled < s.shipment_events.len() || (s.cancel.is_some() && s.status == OrderStatus::Shipped)
-                }).fuse() => { r?; true }
-                _ = deadline => false,
-            };
-            if !woke {
-                let detail = format!("not delivered within {} s of shipping", within.as_secs());
-                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail };
-                ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-                Self::set_status(ctx, OrderStatus::DeliveryOverdue);
-                return completed(OrderStatus::DeliveryOverdue);
-            }
-            if let Some(end) = Self::cancel_requested(ctx) {
-                return Ok(end);
-            }
-            while let Some(ev) = ctx.state(|s| s.shipment_events.get(s.handled).cloned()) {
-                ctx.state_mut(|s| s.handled += 1);
-                let detail = ev.detail.clone().unwrap_or_default();
-                let to = match ev.event {
-                    ShipmentEventKind::Exception => {
-                        let e = CarrierException { order_id: id, at: ev.at.clone(), detail };
-                        ctx.execute_local_activity(OrderActivities::record_exception, e, db_step()).await?;
-                        ctx.state_mut(|s| s.changes += 1);
-                        continue;
-                    }
-                    ShipmentEventKind::InTransit => OrderStatus::InTransit,
-                    ShipmentEventKind::Delivered => OrderStatus::Delivered,
-                };
-                // Late or repeated events (in_transit after delivered) change nothing.
-                if ctx.state(|s| s.status) >= to {
-                    continue;
-                }
-                let advance = Advance { order_id: id, to, detail: format!("carrier at {}: {detail}", ev.at) };
-                ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
-                Self::set_status(ctx, to);
-                if to == OrderStatus::Delivered {
-                    return completed(OrderStatus::Delivered);
-                }
-            }
-        }
-    }
-
     /// Lets running update handlers (a cancel waiting for the end, an amendment)
     /// answer before the workflow closes; otherwise their callers get an error.
     async fn drain_handlers(ctx: &WorkflowContext<Self>) {
@@ -447,11 +316,6 @@ impl OrderWorkflow {
         });
     }
 
-    fn cancel_requested(ctx: &WorkflowContext<Self>) -> Option<End> {
-        ctx.state(|s| s.cancel.clone())
-            .map(|c| End::Stopped(StopReason::CancelRequested, format!("cancelled by {}: {}", c.by, c.reason)))
-    }
-
     /// The status as the workflow sees it (Postgres has the same, plus the timeline).
     #[query]
     pub fn status(&self, _ctx: &WorkflowContextView) -> OrderStatus {
@@ -464,7 +328,25 @@ impl OrderWorkflow {
         self.deliveries.clone()
     }
 
-    /// An admin's decision on an order in review. Only the first decision counts.
+    /// A decision was recorded in Postgres: read the records (and deliver the
+    /// timeline events it added).
+    #[signal(name = "decided")]
+    pub fn decided(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decided: Decided) {
+        self.wakes += 1;
+        self.changes += 1;
+        if self.follows_records {
+            return;
+        }
+        match decided.decision {
+            Some(Decision::Cancel(c)) if self.cancel.is_none() => self.cancel = Some(c),
+            Some(Decision::Review(r)) if self.review.is_none() => self.review = Some(r),
+            Some(Decision::Carrier(e)) => self.shipment_events.push(e),
+            _ => {}
+        }
+    }
+
+    /// An admin's decision on an order in review (workflows of the version
+    /// before; the API now records it and signals `decided`). Only the first counts.
     #[signal(name = "review")]
     pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
         if self.review.is_none() {
@@ -472,7 +354,8 @@ impl OrderWorkflow {
         }
     }
 
-    /// A carrier event; processed in arrival order by the main path.
+    /// A carrier event (workflows of the version before; the API now records it
+    /// and signals `decided`); processed in arrival order by their path.
     #[signal(name = "shipment_event")]
     pub fn shipment_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: ShipmentEvent) {
         self.shipment_events.push(event);
@@ -480,16 +363,30 @@ impl OrderWorkflow {
 
     #[update_validator(cancel)]
     fn validate_cancel(&self, _ctx: &WorkflowContextView, _req: &CancelRequest) -> Result<(), HandlerError> {
-        if self.cancel.is_some() || self.status.can_cancel() {
+        if self.cancel.is_some() || self.status.admits(Action::Cancel) {
             Ok(())
         } else {
             Err(format!("the order is {} and can no longer be cancelled", self.status.as_str()).into())
         }
     }
 
-    /// Cancels the order and answers once compensation has run, with the final status.
+    /// Cancels the order and answers once compensation has run, with the final
+    /// status. (The API records cancels itself; this serves Temporal's own
+    /// clients, and decides in Postgres all the same.)
     #[update(name = "cancel")]
     pub async fn cancel(ctx: &mut WorkflowContext<Self>, req: CancelRequest) -> Result<OrderStatus, HandlerError> {
+        if ctx.state(|s| s.follows_records) {
+            let order_id = ctx.state(|s| s.input.order_id);
+            let detail = format!("cancelled by {}: {}", req.by, req.reason);
+            let propose = ProposeStop { order_id, reason: StopReason::CancelRequested, detail };
+            match ctx.execute_local_activity(OrderActivities::stop_order, propose, db_step()).await {
+                Ok(StopDecision::Refused { status }) => {
+                    return Err(format!("the order is {} and can no longer be cancelled", status.as_str()).into());
+                }
+                Ok(_) => ctx.state_mut(|s| s.wakes += 1),
+                Err(e) => return Err(failure_message(&e).into()),
+            }
+        }
         ctx.state_mut(|s| {
             if s.cancel.is_none() {
                 s.cancel = Some(req);
@@ -501,14 +398,15 @@ impl OrderWorkflow {
 
     #[update_validator(amend_shipping_address)]
     fn validate_amend(&self, _ctx: &WorkflowContextView, _address: &Address) -> Result<(), HandlerError> {
-        if self.booking_started || !self.status.can_amend_address() || self.cancel.is_some() {
+        if self.booking_started || !self.status.admits(Action::AmendAddress) || self.cancel.is_some() {
             Err(format!("the order is {} and its shipment is already booked", self.status.as_str()).into())
         } else {
             Ok(())
         }
     }
 
-    /// Changes the address the carrier will receive; only before the shipment is booked.
+    /// Changes the address the carrier will receive; only before the booking
+    /// begins (decided in Postgres, as the API's own amendments are).
     #[update(name = "amend_shipping_address")]
     pub async fn amend_shipping_address(ctx: &mut WorkflowContext<Self>, address: Address) -> Result<(), HandlerError> {
         let (order_id, amendment) = ctx.state_mut(|s| {
