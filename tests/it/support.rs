@@ -327,3 +327,14 @@ pub fn report_fault(
     let mut file = std::fs::File::options().create(true).append(true).open(path).expect("open the faults report");
     writeln!(file, "{line}").expect("write the faults report");
 }
+
+/// Appends one race's outcome to the report at ORDERS_FAULTS_REPORT, when set:
+/// its rounds, the orders they made, how the orders ended (so that a race whose
+/// every round went the same way shows), and every invariant violated.
+pub fn report_race(race: &str, rounds: usize, orders: usize, ends: &BTreeMap<String, usize>, violations: &[String]) {
+    let Some(path) = std::env::var_os("ORDERS_FAULTS_REPORT") else { return };
+    let line = json!({"race": race, "rounds": rounds, "orders": orders, "ends": ends, "violations": violations});
+    use std::io::Write;
+    let mut file = std::fs::File::options().create(true).append(true).open(path).expect("open the faults report");
+    writeln!(file, "{line}").expect("write the faults report");
+}
