@@ -28,7 +28,7 @@ use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, Refund
 use crate::db::decisions::{self, DecisionError, Record, StopDecision};
 use crate::db::party_calls::{self, Step};
 use crate::db::{inventory, notifications, orders, payments, shipments};
-use crate::domain::{Address, OrderId, OrderStatus, StopReason};
+use crate::domain::{Address, OrderId, OrderStatus, ShipmentEvent, StopReason};
 
 pub struct OrderActivities {
     pub pool: PgPool,
@@ -83,6 +83,14 @@ pub struct CarrierException {
     pub detail: String,
 }
 
+/// A carrier event sent as a signal by an API of the version before, to record
+/// as this version's API does (`ReportCarrierEvent`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierReport {
+    pub order_id: OrderId,
+    pub event: ShipmentEvent,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deliver {
     pub order_id: OrderId,
@@ -116,6 +124,8 @@ const CARRIER_CALLS: i32 = 5;
 /// update of workflows started before amendments went through the API) wait
 /// for the order's row lock before the attempt is retried.
 const AMEND_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// The same for carrier events recorded by the worker.
+const REPORT_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// An error the caller cannot fix by retrying.
 fn permanent(type_name: &str, message: String) -> ActivityError {
@@ -484,6 +494,30 @@ impl OrderActivities {
         let mut tx = self.pool.begin().await?;
         orders::record_event(&mut tx, e.order_id, "exception", &format!("exception@{}", e.at), Some(&e.detail)).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a carrier event that reached the workflow as a signal (from an API
+    /// of the version before) the way the API records one now; what the records
+    /// then say is for the workflow to read.
+    #[activity(name = "ReportCarrierEvent")]
+    #[tracing::instrument(name = "ReportCarrierEvent", skip_all, fields(order_id = %r.order_id, activity = "ReportCarrierEvent"))]
+    pub async fn report_carrier_event(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: CarrierReport,
+    ) -> Result<(), ActivityError> {
+        let ev = &r.event;
+        let detail = ev.detail.clone().unwrap_or_default();
+        let reported = decisions::carrier_report(&self.pool, REPORT_LOCK_WAIT, r.order_id, ev.event, &ev.at, &detail)
+            .await
+            .map_err(|e| decision_failed(r.order_id, e))?;
+        tracing::info!(outcome = ?reported, "carrier event recorded from a signal");
+        if let decisions::CarrierReport::Recorded { status, moved: true, .. } = reported
+            && status.is_terminal()
+        {
+            self.metrics.finished(status);
+        }
         Ok(())
     }
 

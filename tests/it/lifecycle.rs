@@ -4,13 +4,13 @@
 
 use orders::db::payments::{self, Kind};
 use orders::domain::OrderId;
-use orders::domain::OrderStatus;
+use orders::domain::{OrderStatus, ReviewDecision, ShipmentEvent, ShipmentEventKind};
 use orders::http::auth::Role;
 use orders::workflows::{OrderOutcome, OrderWorkflow};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use temporalio_client::WorkflowCancelOptions;
+use temporalio_client::{WorkflowCancelOptions, WorkflowSignalOptions};
 
 use crate::support::*;
 
@@ -287,6 +287,48 @@ async fn the_first_of_a_cancel_and_the_pickup_wins() {
         let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
         assert_eq!(outcome.status, status, "the workflow agrees with the read model");
     }
+}
+
+/// During a rolling upgrade an API of the version before still sends its own
+/// signals (`review` after recording the decision, `shipment_event` without
+/// recording anything) to workflows this worker started: they follow them all
+/// the same, the carrier's events recorded as this API records them.
+#[tokio::test]
+async fn signals_of_an_api_of_the_version_before_are_followed() {
+    let app = spawn_app_with_worker_and(&[REVIEW_FROM_100]).await;
+    let token = app.customer("alice");
+    let (approved, rejected) = (app.place_order(&token, &gadgets(2)).await, app.place_order(&token, &gadgets(2)).await);
+    app.wait_for_status(&token, &approved, "awaiting_review").await;
+    app.wait_for_status(&token, &rejected, "awaiting_review").await;
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let signal = WorkflowSignalOptions::default;
+    for (id, approve) in [(&approved, true), (&rejected, false)] {
+        sqlx::query("INSERT INTO order_reviews (order_id, approve, decided_by) VALUES ($1::uuid, $2, 'ops')")
+            .bind(id)
+            .bind(approve)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+        handle.signal(OrderWorkflow::review, ReviewDecision { approve, note: None }, signal()).await.unwrap();
+    }
+    let order = app.wait_for_status(&token, &rejected, "cancelled").await;
+    assert_eq!(order["reason"], "review_rejected");
+    app.wait_for_status(&token, &approved, "shipped").await;
+
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{approved}"));
+    for event in [ShipmentEventKind::InTransit, ShipmentEventKind::Delivered] {
+        let report = ShipmentEvent { event, at: "2026-11-25T10:00:00Z".into(), detail: None };
+        handle.signal(OrderWorkflow::shipment_event, report, signal()).await.unwrap();
+    }
+    let order = app.wait_for_status(&token, &approved, "delivered").await;
+    assert_eq!(
+        timeline(&order),
+        ["pending", "reserved", "awaiting_review", "paid", "shipped", "in_transit", "delivered"]
+    );
+    let outcome: OrderOutcome = handle.get_result(Default::default()).await.unwrap();
+    assert_eq!(outcome.status, OrderStatus::Delivered);
+    assert_eq!(app.stock(GADGET.0).await, (GADGET.3 - 2, 0), "the delivered gadgets left; the rejected ones are back");
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowResult, Workfl
 
 use super::{OrderOutcome, OrderWorkflow, compensation, failure_message, payment, shipment};
 use crate::activities::OrderActivities;
-use crate::activities::order::{Advance, Charge, CloseOrder, ProposeStop, Reservation, out_of_stock};
+use crate::activities::order::{Advance, CarrierReport, Charge, CloseOrder, ProposeStop, Reservation, out_of_stock};
 use crate::db::decisions::{Record, Stop, StopDecision};
 use crate::domain::{OrderId, OrderStatus, StopReason};
 use crate::workflows::db_step;
@@ -166,8 +166,14 @@ impl OrderWorkflow {
             if let Some(stop) = record.stop {
                 return Ok(Some(Next::Stopped(stop)));
             }
-            if record.approved == Some(true) {
-                return Ok(None);
+            match record.approved {
+                Some(true) => return Ok(None),
+                // Recorded without its stop by an API of the version before
+                // (during a rolling upgrade): the rejection is decided all the same.
+                Some(false) => {
+                    return Ok(Some(Next::Propose(StopReason::ReviewRejected, "rejected in review".into())));
+                }
+                None => {}
             }
         }
     }
@@ -192,6 +198,7 @@ impl OrderWorkflow {
                 }
                 // A carrier report or a cancel was recorded first: follow it.
             }
+            Self::record_carrier_signals(ctx, id).await?;
             let record = Self::read(ctx, id).await?;
             if let Some(stop) = record.stop {
                 return Ok(Next::Stopped(stop));
@@ -203,6 +210,18 @@ impl OrderWorkflow {
                 return Ok(Next::Done(Self::outcome(ctx, record.status)));
             }
         }
+    }
+
+    /// Carrier events that came as `shipment_event` signals, which only an API
+    /// of the version before sends (during a rolling upgrade): recorded as that
+    /// API's successor records them, so they are decided the same way.
+    async fn record_carrier_signals(ctx: &WorkflowContext<Self>, id: OrderId) -> WorkflowResult<()> {
+        while let Some(event) = ctx.state(|s| s.shipment_events.get(s.handled).cloned()) {
+            ctx.state_mut(|s| s.handled += 1);
+            let report = CarrierReport { order_id: id, event };
+            ctx.execute_local_activity(OrderActivities::report_carrier_event, report, db_step()).await?;
+        }
+        Ok(())
     }
 
     /// The records as they are now; every `decided` signal received so far is

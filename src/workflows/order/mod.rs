@@ -345,20 +345,24 @@ impl OrderWorkflow {
         }
     }
 
-    /// An admin's decision on an order in review (workflows of the version
-    /// before; the API now records it and signals `decided`). Only the first counts.
+    /// An admin's decision on an order in review, from an API of the version
+    /// before (this one records it and signals `decided`). Only the first counts.
+    /// A workflow that follows the records reads it there.
     #[signal(name = "review")]
     pub fn review(&mut self, _ctx: &mut SyncWorkflowContext<Self>, decision: ReviewDecision) {
         if self.review.is_none() {
             self.review = Some(decision);
         }
+        self.wakes += 1;
     }
 
-    /// A carrier event (workflows of the version before; the API now records it
-    /// and signals `decided`); processed in arrival order by their path.
+    /// A carrier event from an API of the version before (this one records it
+    /// and signals `decided`); processed in arrival order (a workflow that
+    /// follows the records records it first).
     #[signal(name = "shipment_event")]
     pub fn shipment_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: ShipmentEvent) {
         self.shipment_events.push(event);
+        self.wakes += 1;
     }
 
     #[update_validator(cancel)]
