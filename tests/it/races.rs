@@ -334,9 +334,10 @@ async fn review_decisions_race_each_other() {
                 race.reached(&id, &["awaiting_review"]).await;
                 let (variant, second) =
                     if n % 2 == 0 { ("approve ∥ reject", "reject") } else { ("approve ∥ approve", "approve") };
+                // As close together as the API can take them.
                 let (first, second) = tokio::join!(
-                    after(jitter(n, 0, 10), race.review(&id, "approve")),
-                    after(jitter(n, 1, 10), race.review(&id, second))
+                    after(jitter(n, 0, 2), race.review(&id, "approve")),
+                    after(jitter(n, 1, 2), race.review(&id, second))
                 );
                 Round { id, variant, answers: vec![("first", first), ("second", second)] }
             }
