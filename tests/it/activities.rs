@@ -69,7 +69,7 @@ fn environment(app: &TestApp, gateway: Arc<CountingGateway>) -> ActivityEnvironm
     environment_with(app, gateway)
 }
 
-fn environment_with(app: &TestApp, gateway: Arc<dyn PaymentGateway>) -> ActivityEnvironment {
+pub(crate) fn environment_with(app: &TestApp, gateway: Arc<dyn PaymentGateway>) -> ActivityEnvironment {
     ActivityEnvironment::builder()
         .register_activities(OrderActivities {
             pool: app.pool.clone(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orders::activities::order::Reservation;
-use orders::activities::{Channel, LogNotifier, OrderActivities, SimulatedCarrier, SimulatedPaymentGateway};
+use orders::activities::{OrderActivities, SimulatedPaymentGateway};
 use orders::db::decisions::{self, AmendRefusal, Cancel, DecisionError, Review, StopDecision};
 use orders::db::orders as order_rows;
 use orders::db::party_calls::{self, Step};
@@ -30,17 +30,7 @@ async fn set_status(app: &TestApp, id: OrderId, status: OrderStatus) {
 }
 
 fn activities(app: &TestApp) -> ActivityEnvironment {
-    ActivityEnvironment::builder()
-        .register_activities(OrderActivities {
-            pool: app.pool.clone(),
-            payments: Arc::new(SimulatedPaymentGateway::default()),
-            carrier: Arc::new(SimulatedCarrier),
-            simulated_carrier_events: None,
-            webhook: Arc::new(LogNotifier(Channel::Webhook)),
-            email: Arc::new(LogNotifier(Channel::Email)),
-            metrics: orders::activities::OrderMetrics::disabled(),
-        })
-        .build()
+    crate::activities::environment_with(app, Arc::new(SimulatedPaymentGateway::default()))
 }
 
 fn address(zip: &str) -> Address {

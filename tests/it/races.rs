@@ -241,6 +241,17 @@ impl Race {
     }
 }
 
+/// The rule of every race with a cancel in it: the order ends cancelled exactly
+/// when the cancel was accepted (200 or 202), and delivered otherwise.
+fn ended_as_the_cancel_said(r: &Round, status: &str) -> Option<String> {
+    match status {
+        "cancelled" if !r.accepted("cancel") => Some("cancelled, but the cancel was refused".into()),
+        "delivered" if r.accepted("cancel") => Some("delivered, but the cancel was accepted".into()),
+        "cancelled" | "delivered" => None,
+        other => Some(format!("ended {other}")),
+    }
+}
+
 /// A jitter of 0 to `max_ms`, different for each round and each side of it.
 fn jitter(round: usize, side: usize, max_ms: u64) -> Duration {
     Duration::from_millis(((round * 37 + side * 53) as u64 * 7919) % (max_ms + 1))
@@ -273,15 +284,11 @@ async fn cancel_races_the_carriers_pickup() {
             }
         })
         .await;
-    race.conclude("race 1. cancel ∥ carrier pickup", &rounds, |r, status, _| {
-        let cancelled = r.accepted("cancel");
-        match status {
-            "cancelled" if !cancelled => Some("cancelled, but the cancel was refused".into()),
-            "cancelled" if r.answer("pickup") != 409 => Some("cancelled, but the pickup was accepted".into()),
-            "delivered" if cancelled => Some("delivered, but the cancel was accepted".into()),
-            "cancelled" | "delivered" => None,
-            other => Some(format!("ended {other}")),
+    race.conclude("race 1. cancel ∥ carrier pickup", &rounds, |r, status, _| match status {
+        "cancelled" if r.accepted("cancel") && r.answer("pickup") != 409 => {
+            Some("cancelled, but the pickup was accepted".into())
         }
+        _ => ended_as_the_cancel_said(r, status),
     })
     .await;
 }
@@ -418,11 +425,8 @@ async fn an_early_cancel_stops_the_charge() {
         })
         .await;
     // A refund only for a charge captured before the stop is an invariant of all races.
-    race.conclude("race 5. cancel while pending or reserved", &rounds, |r, status, _| match status {
-        "cancelled" if !r.accepted("cancel") => Some("cancelled, but the cancel was refused".into()),
-        "delivered" if r.accepted("cancel") => Some("delivered, but the cancel was accepted".into()),
-        "cancelled" | "delivered" => None,
-        other => Some(format!("ended {other}")),
+    race.conclude("race 5. cancel while pending or reserved", &rounds, |r, status, _| {
+        ended_as_the_cancel_said(r, status)
     })
     .await;
 }
@@ -465,10 +469,5 @@ async fn a_replayed_post_races_a_cancel() {
             }
         })
         .await;
-    race.conclude("race 6. replayed POST ∥ cancel", &rounds, |r, status, _| match status {
-        "cancelled" if r.accepted("cancel") => None,
-        "delivered" if !r.accepted("cancel") => None,
-        other => Some(format!("ended {other}")),
-    })
-    .await;
+    race.conclude("race 6. replayed POST ∥ cancel", &rounds, |r, status, _| ended_as_the_cancel_said(r, status)).await;
 }
