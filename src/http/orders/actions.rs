@@ -51,20 +51,31 @@ async fn tell(state: &AppState, id: OrderId, seq: i64, decision: Option<workflow
     }
 }
 
-async fn reread(state: &AppState, id: OrderId) -> Result<OrderView, ApiError> {
-    orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)
+/// The order as it is after a decision was recorded. The decision stands even
+/// if Postgres cannot be read again just now: then the answer shows the order as
+/// it was read before (never a 5xx for a decision that took effect).
+async fn reread(state: &AppState, id: OrderId, before: OrderView) -> OrderView {
+    match orders::view(&state.pool, id).await {
+        Ok(Some(view)) => view,
+        Ok(None) => before,
+        Err(e) => {
+            tracing::warn!(order_id = %id, error = %e, "decision recorded; the order could not be read again");
+            before
+        }
+    }
 }
 
 /// The order once it has ended, or as it is after `within`.
-async fn until_ended(state: &AppState, id: OrderId, within: Duration) -> Result<OrderView, ApiError> {
+async fn until_ended(state: &AppState, id: OrderId, before: OrderView, within: Duration) -> OrderView {
     // Subscribed before the first read, so no change between the two is missed.
     let mut changes = state.events.subscribe();
     let deadline = Instant::now() + within;
+    let mut view = before;
     loop {
-        let view = reread(state, id).await?;
+        view = reread(state, id, view).await;
         let left = deadline.saturating_duration_since(Instant::now());
         if view.status.is_terminal() || left.is_zero() {
-            return Ok(view);
+            return view;
         }
         // A timeline event of this order (or a lost notification: read again anyway).
         let changed = async {
@@ -127,7 +138,7 @@ pub async fn cancel(
     JsonBody { body, .. }: JsonBody<CancelBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let (id, _) = visible_order(&state, &caller, &id).await?;
+    let (id, before) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let reason = errors.required("/reason", body.reason).and_then(|r| errors.check("/reason", text(&r, 1, 500)));
     let Some(reason) = reason else { return Err(ApiError::Validation(errors.into_vec())) };
@@ -143,7 +154,7 @@ pub async fn cancel(
         Cancel::Earlier(stop) => return Err(stopped_first(Some(stop), "this cancel")),
         Cancel::Refused(status) => return Err(invalid_state(status, "cancelled")),
     }
-    let view = until_ended(&state, id, state.settings.cancel_wait).await?;
+    let view = until_ended(&state, id, before, state.settings.cancel_wait).await;
     let status = if view.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(view)))
 }
@@ -165,7 +176,7 @@ pub async fn amend_address(
     JsonBody { body, .. }: JsonBody<AddressInput>,
 ) -> Result<Json<OrderView>, ApiError> {
     caller.require(&[Role::Customer, Role::Admin])?;
-    let (id, _) = visible_order(&state, &caller, &id).await?;
+    let (id, before) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let Some(address): Option<Address> = Address::parse(body, "", &mut errors) else {
         return Err(ApiError::Validation(errors.into_vec()));
@@ -190,7 +201,7 @@ pub async fn amend_address(
             )));
         }
     }
-    Ok(Json(reread(&state, id).await?))
+    Ok(Json(reread(&state, id, before).await))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -228,7 +239,7 @@ pub async fn review(
     JsonBody { body, .. }: JsonBody<ReviewBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Admin])?;
-    let (id, _) = visible_order(&state, &caller, &id).await?;
+    let (id, before) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let decision = errors.required("/decision", body.decision);
     let note = errors.optional("/note", body.note, |n| text(n, 0, 500)).map(|n| n.filter(|n| !n.is_empty()));
@@ -252,7 +263,7 @@ pub async fn review(
             return Err(ApiError::InvalidState(format!("the order is {}, not awaiting review", status.as_str())));
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(reread(&state, id).await?)))
+    Ok((StatusCode::ACCEPTED, Json(reread(&state, id, before).await)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,7 +297,7 @@ pub async fn shipment_event(
     JsonBody { body, .. }: JsonBody<ShipmentEventBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
     caller.require(&[Role::Carrier, Role::Admin])?;
-    let (id, _) = visible_order(&state, &caller, &id).await?;
+    let (id, before) = visible_order(&state, &caller, &id).await?;
     let mut errors = FieldErrors::new();
     let event = errors.required("/event", body.event);
     let at = errors.required("/at", body.at).and_then(|t| {
@@ -320,5 +331,5 @@ pub async fn shipment_event(
             )));
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(reread(&state, id).await?)))
+    Ok((StatusCode::ACCEPTED, Json(reread(&state, id, before).await)))
 }
