@@ -3,7 +3,6 @@
 //! only its hash is stored; the email carrying it goes through the outbox.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -15,7 +14,7 @@ use super::PartyError;
 use super::mailer::SmtpMailer;
 use crate::db::users;
 use crate::domain::UserStatus;
-use crate::domain::user::MAX_CODE_ATTEMPTS;
+use crate::domain::user::{MAX_CODE_ATTEMPTS, code_hash};
 
 pub struct UserActivities {
     pub pool: PgPool,
@@ -56,11 +55,6 @@ pub struct FinishOnboarding {
     pub status: UserStatus,
 }
 
-pub fn code_hash(user_id: Uuid, code: &str) -> String {
-    // Salted with the user id, so equal codes of two users hash differently.
-    hex::encode(Sha256::digest(format!("{user_id}:{}", code.trim()).as_bytes()))
-}
-
 #[activities]
 impl UserActivities {
     /// Makes a six-digit code, stores its hash and queues the email with it.
@@ -76,7 +70,9 @@ impl UserActivities {
         self.email(user_id, "Your verification code", format!("Your code: {code}\n")).await
     }
 
-    /// Checks a code, counting a wrong one; locks the account at the last allowed attempt.
+    /// Checks a code, counting a wrong one; locks the account at the last allowed
+    /// attempt. For workflows started before the API decided attempts (their
+    /// `verify` update).
     #[activity(name = "CheckVerificationCode")]
     #[tracing::instrument(name = "CheckVerificationCode", skip_all, fields(user_id = %c.user_id, activity = "CheckVerificationCode"))]
     pub async fn check_code(self: Arc<Self>, _ctx: ActivityContext, c: CodeCheck) -> Result<CodeResult, ActivityError> {
@@ -88,7 +84,25 @@ impl UserActivities {
         Ok(CodeResult { matched, attempts_left })
     }
 
-    /// Activates (with a welcome email) or expires the account.
+    /// The account's status, as attempts and the deadline decided it.
+    #[activity(name = "ReadUserStatus")]
+    #[tracing::instrument(name = "ReadUserStatus", skip_all, fields(user_id = %user_id, activity = "ReadUserStatus"))]
+    pub async fn read_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        user_id: Uuid,
+    ) -> Result<UserStatus, ActivityError> {
+        users::status(&self.pool, user_id).await?.ok_or_else(|| {
+            temporalio_sdk::ApplicationFailure::builder(format!("user {user_id} does not exist"))
+                .non_retryable(true)
+                .build()
+                .into()
+        })
+    }
+
+    /// Ends onboarding: activates (with a welcome email) or expires the account
+    /// while it is pending; an account already decided keeps its status (the
+    /// welcome of one the API activated still goes out).
     #[activity(name = "FinishOnboarding")]
     #[tracing::instrument(name = "FinishOnboarding", skip_all, fields(user_id = %f.user_id, activity = "FinishOnboarding"))]
     pub async fn finish(self: Arc<Self>, _ctx: ActivityContext, f: FinishOnboarding) -> Result<(), ActivityError> {

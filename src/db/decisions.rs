@@ -67,8 +67,9 @@ impl StopDecision {
 }
 
 /// A transaction for a caller's decision: waits at most `lock_wait` for the
-/// order's row lock (a party call may hold it for as long as the call takes).
-async fn begin(pool: &PgPool, lock_wait: Duration) -> Result<Transaction<'static, Postgres>, DecisionError> {
+/// row lock of the order (a party call may hold it for as long as the call
+/// takes) or the account it decides about.
+pub(crate) async fn begin(pool: &PgPool, lock_wait: Duration) -> Result<Transaction<'static, Postgres>, DecisionError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT set_config('lock_timeout', $1, true)")
         .bind(format!("{}ms", lock_wait.as_millis().max(1)))

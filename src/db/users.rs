@@ -1,4 +1,8 @@
-//! Accounts: created by the API, moved through onboarding by the workflow's activities.
+//! Accounts: created by the API, moved through onboarding by the workflow's
+//! activities; a verification attempt is decided here, under the account's row
+//! lock, as the order's decisions are (`decisions`).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,7 +11,12 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::decisions::{self, DecisionError};
+use super::text_enum;
 use crate::domain::UserStatus;
+use crate::domain::user::MAX_CODE_ATTEMPTS;
+
+text_enum!(UserStatus);
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserView {
@@ -25,7 +34,7 @@ struct UserRow {
     id: Uuid,
     email: String,
     name: String,
-    status: String,
+    status: UserStatus,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -36,8 +45,7 @@ impl From<UserRow> for UserView {
             id: r.id,
             email: r.email,
             name: r.name,
-            // The column's CHECK admits only known statuses.
-            status: UserStatus::parse(&r.status).unwrap_or(UserStatus::PendingVerification),
+            status: r.status,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -100,7 +108,83 @@ pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: 
     Ok(payload.0["code"].as_str().unwrap_or(code).to_owned())
 }
 
-/// Compares a code with the stored hash; counts a wrong one. Returns (matched, failed attempts so far).
+/// What a verification attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The code matched: the account is active now.
+    Activated,
+    /// A wrong code, counted; this many attempts are left.
+    Wrong { attempts_left: u32 },
+    /// A wrong code, the last one allowed: the account is locked now.
+    Locked,
+    /// The code has not been made yet (onboarding has just started).
+    NoCodeYet,
+    /// Onboarding is over: the account is in this status.
+    Over(UserStatus),
+}
+
+/// Decides a verification attempt under the account's row lock, so attempts
+/// are compared one at a time and at most `MAX_CODE_ATTEMPTS` wrong ones ever
+/// are, however many arrive at once (the rest find the account locked, or wait
+/// at most `lock_wait` and are refused as busy).
+#[tracing::instrument(name = "db.users.verify", skip_all, fields(user_id = %id, otel.kind = "client", db.system = "postgresql"))]
+pub async fn verify(pool: &PgPool, lock_wait: Duration, id: Uuid, code_hash: &str) -> Result<Verify, DecisionError> {
+    let mut tx = decisions::begin(pool, lock_wait).await?;
+    let row: Option<(UserStatus, Option<String>, i32)> =
+        sqlx::query_as("SELECT status, code_hash, failed_attempts FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (status, stored, failed) = row.ok_or(DecisionError::NotFound)?;
+    if status != UserStatus::PendingVerification {
+        return Ok(Verify::Over(status));
+    }
+    let Some(stored) = stored else { return Ok(Verify::NoCodeYet) };
+    let verdict = if stored == code_hash {
+        sqlx::query("UPDATE users SET status = 'active', code_hash = NULL, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Verify::Activated
+    } else {
+        let failed = u32::try_from(failed).unwrap_or(0) + 1;
+        let locked = failed >= MAX_CODE_ATTEMPTS;
+        sqlx::query(
+            "UPDATE users SET failed_attempts = $2, updated_at = now(), \
+               status = CASE WHEN $3 THEN 'locked' ELSE status END, \
+               code_hash = CASE WHEN $3 THEN NULL ELSE code_hash END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(failed as i32)
+        .bind(locked)
+        .execute(&mut *tx)
+        .await?;
+        if locked {
+            sqlx::query(
+                "INSERT INTO user_notifications (user_id, kind, payload) VALUES ($1, 'account_locked', '{}') \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Verify::Locked
+        } else {
+            Verify::Wrong { attempts_left: MAX_CODE_ATTEMPTS - failed }
+        }
+    };
+    tx.commit().await?;
+    Ok(verdict)
+}
+
+/// The account's status.
+#[tracing::instrument(name = "db.users.status", skip_all, fields(user_id = %id, otel.kind = "client", db.system = "postgresql"))]
+pub async fn status(pool: &PgPool, id: Uuid) -> Result<Option<UserStatus>, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM users WHERE id = $1").bind(id).fetch_optional(pool).await
+}
+
+/// Compares a code with the stored hash; counts a wrong one. Returns (matched,
+/// failed attempts so far). For workflows started before attempts were decided
+/// by the API (their `verify` update).
 #[tracing::instrument(name = "db.users.check_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn check_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<(bool, u32), sqlx::Error> {
     let row: Option<(bool, i32)> = sqlx::query_as(
@@ -121,7 +205,7 @@ pub async fn finish(pool: &PgPool, id: Uuid, status: UserStatus, notify: Option<
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE users SET status = $2, code_hash = NULL, updated_at = now() WHERE id = $1 AND status = 'pending_verification'")
         .bind(id)
-        .bind(status.as_str())
+        .bind(status)
         .execute(&mut *tx)
         .await?;
     if let Some(kind) = notify {

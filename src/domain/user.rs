@@ -34,6 +34,13 @@ impl UserStatus {
 /// Wrong codes allowed before the account locks (the fifth locks it).
 pub const MAX_CODE_ATTEMPTS: u32 = 5;
 
+/// What is stored of a verification code: its hash, salted with the user id so
+/// that equal codes of two users hash differently.
+pub fn code_hash(user_id: uuid::Uuid, code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("{user_id}:{}", code.trim()).as_bytes()))
+}
+
 /// A plausible email address: one `@`, a dot in the domain, no spaces, at most 254 characters.
 pub fn parse_email(value: &str) -> Result<String, String> {
     let v = value.trim();

@@ -71,10 +71,10 @@ pub enum ApiError {
     /// The order's state forbids the action (e.g. cancelling a delivered order).
     #[error("order state: {0}")]
     InvalidState(String),
-    /// Another change to the order (or a payment or booking call) held it longer
-    /// than the caller may wait; retrying shortly succeeds.
-    #[error("order busy")]
-    OrderBusy,
+    /// Another change to the order or account (or a payment or booking call)
+    /// held it longer than the caller may wait; retrying shortly succeeds.
+    #[error("busy")]
+    Busy,
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
     /// Over the caller's rate limit; retry after this long.
@@ -99,8 +99,22 @@ impl From<crate::db::decisions::DecisionError> for ApiError {
         use crate::db::decisions::DecisionError;
         match e {
             DecisionError::NotFound => ApiError::NotFound,
-            DecisionError::Busy => ApiError::OrderBusy,
+            DecisionError::Busy => ApiError::Busy,
             DecisionError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<temporalio_client::errors::WorkflowStartError> for ApiError {
+    /// Temporal's own limits (`ResourceExhausted`: too many requests for the
+    /// namespace or the workflow) are the caller's 429; anything else is 503.
+    fn from(e: temporalio_client::errors::WorkflowStartError) -> Self {
+        use temporalio_client::errors::WorkflowStartError;
+        match &e {
+            WorkflowStartError::Rpc(status) if status.code() == temporalio_client::tonic::Code::ResourceExhausted => {
+                ApiError::RateLimited(std::time::Duration::from_secs(1))
+            }
+            _ => ApiError::Unavailable(format!("temporal: {e}")),
         }
     }
 }
@@ -116,7 +130,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) | Self::OrderBusy => {
+            Self::PriceChanged(_) | Self::IdempotencyKeyReused | Self::InvalidState(_) | Self::Busy => {
                 StatusCode::CONFLICT
             }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -161,10 +175,11 @@ impl ApiError {
                 "this Idempotency-Key was used with a different request body".to_owned(),
             ),
             Self::InvalidState(m) => ("/problems/order-state", "Not allowed in the order's state", m.clone()),
-            Self::OrderBusy => (
-                "/problems/order-busy",
-                "Order busy",
-                "another change to this order is in progress (a payment or booking call, or another request); retry"
+            Self::Busy => (
+                "/problems/busy",
+                "Busy",
+                "another change to this order or account is in progress (a payment or booking call, or another \
+                 request); retry"
                     .to_owned(),
             ),
             Self::RateLimited(wait) => (
@@ -238,7 +253,7 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, Self::Unavailable(_) | Self::OrderBusy) {
+        if matches!(self, Self::Unavailable(_) | Self::Busy) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Self::RateLimited(wait) = &self {
@@ -254,4 +269,19 @@ pub fn problem_response(status: StatusCode, problem: Problem) -> Response {
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     resp.extensions_mut().insert(problem);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_client::errors::WorkflowStartError;
+    use temporalio_client::tonic::Status;
+
+    #[test]
+    fn temporal_limits_are_the_callers_429_and_the_rest_503() {
+        let limited: ApiError = WorkflowStartError::Rpc(Status::resource_exhausted("namespace rps limit")).into();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        let down: ApiError = WorkflowStartError::Rpc(Status::unavailable("connection refused")).into();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

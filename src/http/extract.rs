@@ -68,6 +68,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest("could not read the request body".into())
             }
         })?;
+        // Every body is an object: serde would also take a struct from an array
+        // of its fields in order (`[...]`), which no client means.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => ApiError::Validation(vec![crate::domain::FieldError {
+                    pointer: String::new(),
+                    message: "must be a JSON object".into(),
+                }]),
+                Err(e) => ApiError::MalformedJson(format!("the body is not valid JSON: {e}")),
+            });
+        }
         // Straight into `T` (one parse): unlike a `Value`, which silently keeps the last
         // of two duplicate keys, the typed parse rejects them.
         let mut de = serde_json::Deserializer::from_slice(&bytes);

@@ -78,17 +78,35 @@ pub async fn track(State(state): State<AppState>, req: Request<Body>, next: Next
     let m = &state.metrics;
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     // A guard, so that a request dropped mid-way (client gone) still leaves the gauge.
     let in_flight = InFlight::enter(&m.in_flight);
     let resp = next.run(req).await;
     drop(in_flight);
     let status = resp.status().as_u16().to_string();
-    let labels = [route.as_str(), method.as_str(), status.as_str()];
+    let labels = [route.as_str(), method, status.as_str()];
     m.requests.with_label_values(&labels).inc();
     m.duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// The method as a label: one of the standard methods, or `_OTHER` (the
+/// OpenTelemetry convention), so that no caller can add label values at will.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::TRACE, "TRACE"),
+        (Method::PATCH, "PATCH"),
+    ];
+    KNOWN.iter().find(|(m, _)| m == method).map_or("_OTHER", |(_, label)| label)
 }
 
 struct InFlight(IntGauge);
@@ -112,4 +130,16 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_a_bounded_label() {
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
+        let made_up = axum::http::Method::from_bytes(b"PROBEMETHODA").unwrap();
+        assert_eq!(method_label(&made_up), "_OTHER");
+    }
 }

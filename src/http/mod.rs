@@ -67,15 +67,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
                     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
                     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
                     let span = tracing::info_span!(
                         "http",
-                        otel.name = format!("{} {}", req.method(), route.as_deref().unwrap_or("unmatched")),
+                        otel.name = format!(
+                            "{} {}",
+                            metrics::method_label(req.method()),
+                            route.as_deref().unwrap_or("unmatched")
+                        ),
                         otel.kind = "server",
-                        method = %req.method(),
+                        method = metrics::method_label(req.method()),
                         route = route.as_deref().unwrap_or("unmatched"),
                         request_id
                     );
@@ -111,6 +116,20 @@ pub fn router(state: AppState) -> Router {
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
                 .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
         )
+}
+
+/// The caller's `x-request-id` is echoed in answers, logs and problem documents:
+/// only a short, plain one is kept (at most 128 of `A-Z a-z 0-9 . _ : -`);
+/// any other is replaced by a fresh id.
+async fn drop_unsafe_request_id(mut req: Request, next: Next) -> Response {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    };
+    if req.headers().get(REQUEST_ID).is_some_and(|v| !safe(v)) {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// CORS for the configured origins only; with none, no CORS headers at all.

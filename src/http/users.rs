@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::WorkflowSignalOptions;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -14,8 +14,8 @@ use super::auth::{Caller, Role};
 use super::error::{ApiError, Problem};
 use super::extract::JsonBody;
 use super::state::AppState;
-use crate::db::users::{self, UserView};
-use crate::domain::user::parse_email;
+use crate::db::users::{self, UserView, Verify};
+use crate::domain::user::{code_hash, parse_email};
 use crate::domain::validation::text;
 use crate::domain::{FieldError, FieldErrors, UserStatus};
 use crate::temporal;
@@ -63,20 +63,20 @@ pub async fn create(
     let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let input =
         OnboardingInput { user_id: id, verify_within_secs: state.settings.verification_deadline.as_secs().max(1) };
-    temporal::start_once(client, &state.settings, UserOnboardingWorkflow::run, workflow_id(id), input)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("temporal: {e}")))?;
+    temporal::start_once(client, &state.settings, UserOnboardingWorkflow::run, workflow_id(id), input).await?;
     let location = HeaderValue::from_str(&format!("/users/{id}")).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(user)).into_response())
 }
 
 /// Verify the account with the emailed code. A wrong code is 422 with
 /// `attempts_left`; the fifth wrong code locks the account (409 afterwards).
+/// Attempts are decided one at a time: however many arrive at once, at most
+/// five wrong ones are ever compared, and the rest are answered 409.
 #[utoipa::path(post, path = "/users/{id}/verify", tag = "users", request_body = VerifyBody,
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Verified: the account is active", body = UserView),
-        (status = 409, description = "Already active, locked or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already active, locked or expired; no code sent yet; or another attempt is in progress (retry)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong code (see `errors`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn verify(
@@ -85,40 +85,50 @@ pub async fn verify(
     JsonBody { body, .. }: JsonBody<VerifyBody>,
 ) -> Result<Json<UserView>, ApiError> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    let user = users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
     let mut errors = FieldErrors::new();
     let Some(code) = errors.required("/code", body.code) else { return Err(ApiError::Validation(errors.into_vec())) };
-    if user.status != UserStatus::PendingVerification {
-        return Err(ApiError::InvalidState(format!("the account is {}", user.status.as_str())));
-    }
     if code.len() != 6 || !code.chars().all(|d| d.is_ascii_digit()) {
+        // Not an attempt: nothing is counted. An account that is no longer
+        // waiting for a code says so first.
+        let user = users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+        if user.status != UserStatus::PendingVerification {
+            return Err(ApiError::InvalidState(format!("the account is {}", user.status.as_str())));
+        }
         let message = "must be the six digits from the email".into();
         return Err(ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]));
     }
-    let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(workflow_id(id));
-    let outcome = temporal::traced(handle.execute_update(
-        UserOnboardingWorkflow::verify,
-        code,
-        WorkflowExecuteUpdateOptions::default(),
-    ))
-    .await
-    .map_err(|e| {
-        use temporalio_client::errors::WorkflowUpdateError as E;
-        match e {
-            E::Failed(f) => ApiError::InvalidState(f.message.clone()),
-            E::NotFound(_) => ApiError::InvalidState("verification is over for this account".into()),
-            other => ApiError::Unavailable(format!("temporal: {other}")),
+    let lock_wait = state.settings.action_lock_wait;
+    let wrong = |message: String| ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]);
+    match users::verify(&state.pool, lock_wait, id, &code_hash(id, &code)).await? {
+        Verify::Activated => tell_decided(&state, id).await,
+        Verify::Locked => {
+            tell_decided(&state, id).await;
+            return Err(wrong("wrong code; the account is now locked".into()));
         }
-    })?;
-    if !outcome.verified {
-        let message = match outcome.status {
-            UserStatus::Locked => "wrong code; the account is now locked".to_owned(),
-            _ => format!("wrong code; {} attempts left", outcome.attempts_left),
-        };
-        return Err(ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]));
+        Verify::Wrong { attempts_left } => return Err(wrong(format!("wrong code; {attempts_left} attempts left"))),
+        Verify::NoCodeYet => {
+            return Err(ApiError::InvalidState("no code has been sent yet; try again in a moment".into()));
+        }
+        Verify::Over(status) => return Err(ApiError::InvalidState(format!("the account is {}", status.as_str()))),
     }
     Ok(Json(users::find(&state.pool, id).await?.ok_or(ApiError::NotFound)?))
+}
+
+/// Tells the account's onboarding workflow that it was decided (it then sends
+/// the welcome email, or ends). Best effort: a workflow not told ends at its
+/// deadline, reading the same record; the account's status is right meanwhile.
+async fn tell_decided(state: &AppState, id: Uuid) {
+    let attempt = async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(workflow_id(id));
+        let opts = WorkflowSignalOptions::builder().request_id(format!("decided-{id}")).build();
+        temporal::traced(handle.signal(UserOnboardingWorkflow::decided, (), opts)).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), attempt).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(user_id = %id, error = %e, "account decided; its workflow was not told"),
+        Err(_) => tracing::warn!(user_id = %id, "account decided; Temporal did not answer the signal"),
+    }
 }
 
 /// The account, for the user themself (token `sub` = the user id) or an admin.

@@ -207,6 +207,28 @@ async fn wrong_types_and_unknown_fields_are_422_with_a_pointer() {
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("zipcode"), "{p}");
 }
 
+/// serde would take a struct from an array of its fields in order: every body
+/// that is not an object is refused, with the root's pointer (RFC 6901: "").
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_422() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let body = widgets(1);
+    let as_array = json!([body["items"], body["shipping_address"], null, "credit_card", "tok_ok", null]);
+    let p = problem(app.post_order(&token, &as_array).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!((&p["errors"][0]["pointer"], &p["errors"][0]["message"]), (&json!(""), &json!("must be a JSON object")));
+    for (path, body) in [("/users", json!(["ada@example.com", "Ada"])), ("/orders/x/cancel", json!(["oops"]))] {
+        let resp =
+            app.http.post(format!("{}{path}", app.address)).bearer_auth(&token).json(&body).send().await.unwrap();
+        let status = resp.status();
+        assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::NOT_FOUND, "{path}: {status}");
+    }
+    let resp = app.http.post(format!("{}/users", app.address)).json(&json!(["ada@example.com", "Ada"])).send();
+    problem(resp.await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let resp = app.http.post(format!("{}/orders", app.address)).bearer_auth(&token).json(&json!("text")).send();
+    problem(resp.await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
 /// Found by contract fuzzing: values are checked exactly as the document's
 /// patterns say, with no silent trimming of codes and no limit on text counted
 /// after trimming.
@@ -414,6 +436,14 @@ async fn responses_carry_security_headers_and_the_callers_request_id() {
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let p = problem(resp, StatusCode::NOT_FOUND).await;
     assert_eq!(p["instance"], "req-abc-123");
+
+    // A request id that is long or carries markup is not echoed: a fresh one is made.
+    for unsafe_id in ["<script>alert(1)</script>".to_owned(), "x".repeat(5000), "a b".to_owned()] {
+        let resp = app.http.get(format!("{}/healthz", app.address)).header("x-request-id", &unsafe_id).send();
+        let echoed = resp.await.unwrap().headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(echoed, unsafe_id);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+    }
 }
 
 #[tokio::test]

@@ -69,9 +69,13 @@ async fn the_emailed_code_activates_the_account() {
 
     assert_eq!(status, StatusCode::OK, "{user}");
     assert_eq!(user["status"], "active");
-    let welcome =
-        app.count("SELECT count(*) FROM user_notifications WHERE user_id = $1 AND kind = 'welcome'", &id).await;
-    assert_eq!(welcome, 1);
+    // The welcome email goes out from the workflow, told that the account was decided.
+    let welcome = "SELECT count(*) FROM user_notifications WHERE user_id = $1 AND kind = 'welcome'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.count(welcome, &id).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no welcome email");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (status, _) = app.verify(&id, &code).await;
     assert_eq!(status, StatusCode::CONFLICT, "verification is over");
 
@@ -126,6 +130,39 @@ async fn the_fifth_wrong_code_locks_the_account() {
     let (status, _) = app.verify(&id, "12").await;
     assert_eq!(status, StatusCode::CONFLICT);
     capture_workflow(&app, &format!("user-{id}"), "user-locked").await;
+}
+
+/// A burst of wrong codes is decided one at a time under the account's row
+/// lock: exactly five are compared (four 422 with attempts left, the fifth
+/// locks the account), and every other one is answered 409, quickly.
+#[tokio::test]
+async fn a_hundred_wrong_codes_at_once_compare_exactly_five() {
+    let app = spawn_app_with_worker_and(&[("ORDERS_RATE_LIMIT_BURST", "1000")]).await;
+    let (_, user) = app.create_user("mallory@example.com").await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let code = app.emailed_code(&id).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all((0..100).map(|_| app.verify(&id, wrong))).await;
+
+    let messages: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::UNPROCESSABLE_ENTITY)
+        .map(|(_, p)| p["errors"][0]["message"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: Vec<String> = (1..=4).rev().map(|left| format!("wrong code; {left} attempts left")).collect();
+    expected.push("wrong code; the account is now locked".into());
+    let mut sorted = messages.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "exactly five codes compared");
+    let conflicts = answers.iter().filter(|(status, _)| *status == StatusCode::CONFLICT).count();
+    assert_eq!(conflicts, 95, "{answers:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "answered quickly: {:?}", started.elapsed());
+    assert_eq!(app.user_status(&id).await, "locked");
+    let failed = app.count("SELECT failed_attempts::bigint FROM users WHERE id = $1", &id).await;
+    assert_eq!(failed, 5);
 }
 
 #[tokio::test]
