@@ -160,6 +160,9 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_secs: u64,
+    /// Tokens whose `exp` is further ahead than this are refused (a stolen
+    /// long-lived token is worth less): `ORDERS_JWT_MAX_LIFETIME`.
+    pub max_lifetime: std::time::Duration,
 }
 
 impl JwtSettings {
@@ -197,6 +200,7 @@ impl JwtSettings {
             issuer: env.get("ORDERS_JWT_ISSUER"),
             audience: env.get("ORDERS_JWT_AUDIENCE"),
             leeway_secs: env.parse("ORDERS_JWT_LEEWAY_SECS", 30, "a number of seconds")?,
+            max_lifetime: env.duration("ORDERS_JWT_MAX_LIFETIME", Duration::from_secs(24 * 3600))?,
         };
         if algorithm == JwtAlgorithm::Hs256 {
             let secret = env.required("ORDERS_JWT_SECRET")?;

@@ -29,11 +29,11 @@ pub struct Address {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressInput {
-    #[schema(required = true, value_type = String, example = "1 Main St", max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(required = true, value_type = String, example = "1 Main St", max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub street: Option<String>,
-    #[schema(required = true, value_type = String, example = "Springfield", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(required = true, value_type = String, example = "Springfield", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub city: Option<String>,
-    #[schema(required = true, value_type = String, example = "IL", max_length = 50, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*(?:[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*){2}$")]
+    #[schema(required = true, value_type = String, example = "IL", max_length = 50, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*(?:[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*){2}$")]
     pub state: Option<String>,
     /// A US ZIP code: 5 digits, optionally -4 digits.
     #[schema(required = true, value_type = String, example = "62701", pattern = r"^[0-9]{5}(-[0-9]{4})?$")]

@@ -37,6 +37,9 @@ impl Role {
     }
 }
 
+/// The claims we read. The time claims are typed: a token whose `exp`, `nbf`
+/// or `iat` is not a whole number of seconds fails to decode (and is refused),
+/// whatever the JWT library's own checks made of it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -44,6 +47,8 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Verifies bearer tokens with the configured algorithm and key(s); signs them
@@ -54,6 +59,8 @@ pub struct JwtKeys {
     encoding: Option<EncodingKey>,
     decoding: Decoding,
     validation: Validation,
+    /// `exp` may be at most this far ahead (plus the leeway).
+    max_lifetime: Duration,
 }
 
 #[derive(Clone)]
@@ -85,6 +92,7 @@ impl JwtKeys {
             issuer: None,
             audience: None,
             leeway_secs: 30,
+            max_lifetime: Duration::from_secs(24 * 3600),
         };
         // An HS256 key is any byte string: this cannot fail.
         Self::from_settings(&settings).expect("HS256 keys always build")
@@ -98,8 +106,10 @@ impl JwtKeys {
         };
         let (encoding, decoding) = match (s.algorithm, &s.secret) {
             (JwtAlgorithm::Hs256, Some(secret)) => (
-                Some(EncodingKey::from_secret(secret.expose().as_bytes())),
-                Decoding::One(DecodingKey::from_secret(secret.expose().as_bytes())),
+                Some(EncodingKey::from_secret(secret.expose().as_bytes()).map_err(invalid("ORDERS_JWT_SECRET"))?),
+                Decoding::One(
+                    DecodingKey::from_secret(secret.expose().as_bytes()).map_err(invalid("ORDERS_JWT_SECRET"))?,
+                ),
             ),
             (JwtAlgorithm::Hs256, None) => {
                 return Err(KeyError::Invalid { var: "ORDERS_JWT_SECRET", message: "is required".into() });
@@ -142,7 +152,7 @@ impl JwtKeys {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Ok(Self { algorithm, encoding, decoding, validation })
+        Ok(Self { algorithm, encoding, decoding, validation, max_lifetime: s.max_lifetime })
     }
 
     pub fn issue(&self, sub: &str, role: Role, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
@@ -151,7 +161,7 @@ impl JwtKeys {
         };
         // The clock is after 1970 on every machine we run on; 0 would only make the token expire.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let claims = Claims { sub: sub.to_owned(), role, iat: now, exp: now + ttl.as_secs() };
+        let claims = Claims { sub: sub.to_owned(), role, iat: now, exp: now + ttl.as_secs(), nbf: None };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
     }
 
@@ -171,7 +181,12 @@ impl JwtKeys {
                 .and_then(|kid| keys.get(kid))
                 .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?,
         };
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation).map(|d| d.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if claims.exp > now + self.max_lifetime.as_secs() + self.validation.leeway {
+            return Err(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into());
+        }
+        Ok(claims)
     }
 }
 
@@ -238,7 +253,7 @@ mod tests {
         let other = keys("ffffffffffffffffffffffffffffffff").issue("x", Role::Admin, Duration::from_secs(60)).unwrap();
         assert!(k.verify(&other).is_err());
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let expired = Claims { sub: "x".into(), role: Role::Admin, exp: now - 3600, iat: now - 7200 };
+        let expired = Claims { sub: "x".into(), role: Role::Admin, exp: now - 3600, iat: now - 7200, nbf: None };
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, k.encoding.as_ref().unwrap()).unwrap();
         assert!(k.verify(&t).is_err());
         // alg "none": header {"alg":"none"} and no signature
@@ -260,6 +275,7 @@ mod tests {
             issuer: Some("https://idp.example.com".into()),
             audience: Some("orders".into()),
             leeway_secs: 5,
+            max_lifetime: Duration::from_secs(3600),
         }
     }
 
@@ -285,6 +301,34 @@ mod tests {
         assert!(k.verify(&with_nbf(now - 10)).is_ok());
     }
 
+    /// CVE-2026-25537: jsonwebtoken before 10.3 skipped the check of a time claim
+    /// of the wrong JSON type. Such a token is refused, as is one that lives too long.
+    #[test]
+    fn time_claims_must_be_whole_seconds_and_lifetimes_are_bounded() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let token = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, k.encoding.as_ref().unwrap()).unwrap()
+        };
+        let base = serde_json::json!({"sub": "x", "role": "customer", "exp": now + 600});
+        assert!(k.verify(&token(base.clone())).is_ok());
+        for (claim, value) in [
+            ("nbf", serde_json::json!("9999999999")),
+            ("nbf", serde_json::json!(1e30)),
+            ("exp", serde_json::json!("9999999999")),
+            ("exp", serde_json::json!(1e30)),
+            ("exp", serde_json::json!(now as f64 + 600.5)),
+            ("iat", serde_json::json!("yesterday")),
+        ] {
+            let mut claims = base.clone();
+            claims[claim] = value.clone();
+            assert!(k.verify(&token(claims)).is_err(), "{claim}: {value}");
+        }
+        let mut long = base.clone();
+        long["exp"] = serde_json::json!(now + 25 * 3600);
+        assert!(k.verify(&token(long)).is_err(), "beyond ORDERS_JWT_MAX_LIFETIME (24 h here)");
+    }
+
     #[test]
     fn rs256_and_es256_verify_with_issuer_and_audience() {
         for (alg, algorithm, public, private) in [
@@ -301,7 +345,7 @@ mod tests {
             let forged = sign(
                 Algorithm::HS256,
                 None,
-                &EncodingKey::from_secret(fixture(public).as_bytes()),
+                &EncodingKey::from_secret(fixture(public).as_bytes()).unwrap(),
                 "https://idp.example.com",
                 "orders",
             );

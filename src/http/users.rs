@@ -26,7 +26,7 @@ use crate::workflows::{OnboardingInput, UserOnboardingWorkflow};
 pub struct CreateUser {
     #[schema(required = true, value_type = String, format = Email, max_length = 254, example = "ada@example.com")]
     pub email: Option<String>,
-    #[schema(required = true, value_type = String, example = "Ada Lovelace", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(required = true, value_type = String, example = "Ada Lovelace", max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub name: Option<String>,
 }
 

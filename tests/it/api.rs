@@ -229,6 +229,29 @@ async fn bodies_that_are_not_objects_are_422() {
     problem(resp.await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
 }
 
+/// Text that shows nothing, or that reorders what is shown around it, is refused
+/// where it would be stored: an invisible street, a right-to-left override in a
+/// name or a note.
+#[tokio::test]
+async fn invisible_and_reordering_text_is_422() {
+    let app = spawn_app().await;
+    let token = app.customer("a");
+    let mut body = widgets(1);
+    body["shipping_address"]["street"] = json!("\u{200b}");
+    body["notes"] = json!("leave at door \u{202e}rood");
+    let p = problem(app.post_order(&token, &body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/shipping_address/street", "/notes"], "{p}");
+    let resp =
+        app.http.post(format!("{}/users", app.address)).json(&json!({"email": "a@example.com", "name": "Ada\u{202e}"}));
+    let p = problem(resp.send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/name");
+    // Joiners inside a word are text.
+    let mut body = widgets(1);
+    body["shipping_address"]["city"] = json!("می\u{200c}خواهم");
+    assert_eq!(app.post_order(&token, &body).await.status(), StatusCode::CREATED);
+}
+
 /// Found by contract fuzzing: values are checked exactly as the document's
 /// patterns say, with no silent trimming of codes and no limit on text counted
 /// after trimming.

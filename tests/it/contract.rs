@@ -43,3 +43,33 @@ fn every_operation_documents_the_errors_it_can_answer_with() {
     let retry = &doc["components"]["responses"]["RateLimited"]["headers"]["Retry-After"];
     assert!(retry.is_object(), "429 documents Retry-After");
 }
+
+/// The documented text patterns are exactly the server's rules, character by
+/// character over the whole Basic Multilingual Plane: what may appear in a value
+/// (no control or bidirectional control characters) and what counts as its
+/// content (not white space, not a format character). A client validating with
+/// the document is never refused by the server, nor the other way round.
+#[test]
+fn the_documented_text_patterns_are_the_servers_rules() {
+    use orders::domain::validation::text;
+    let doc: serde_json::Value = serde_json::from_str(&orders::http::openapi::document().unwrap()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let pattern = |schema: &str, field: &str| {
+        let p = schemas[schema]["properties"][field]["pattern"].as_str().unwrap_or_else(|| panic!("{schema}.{field}"));
+        regex::Regex::new(p).unwrap()
+    };
+    let (street, state, notes) =
+        (pattern("AddressInput", "street"), pattern("AddressInput", "state"), pattern("CreateOrderRequest", "notes"));
+    let mut checked = 0;
+    for c in (0..=0xFFFFu32).filter_map(char::from_u32) {
+        let alone = c.to_string();
+        let inside = format!("a{c}b");
+        assert_eq!(street.is_match(&alone), text(&alone, 1, 255).is_ok(), "street {:?} (U+{:04X})", c, c as u32);
+        assert_eq!(street.is_match(&inside), text(&inside, 1, 255).is_ok(), "street a{:?}b", c);
+        let two = format!("X{c}");
+        assert_eq!(state.is_match(&two), text(&two, 2, 50).is_ok(), "state X{:?} (U+{:04X})", c, c as u32);
+        assert_eq!(notes.is_match(&inside), text(&inside, 0, 1000).is_ok(), "notes a{:?}b", c);
+        checked += 1;
+    }
+    assert!(checked > 60_000);
+}

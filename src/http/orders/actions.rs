@@ -113,7 +113,7 @@ fn stopped_first(stop: Option<Stop>, action: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// Why; 1 to 500 characters.
-    #[schema(required = true, value_type = String, example = "ordered the wrong size", max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(required = true, value_type = String, example = "ordered the wrong size", max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub reason: Option<String>,
 }
 
@@ -217,7 +217,7 @@ pub struct ReviewBody {
     #[schema(required = true, value_type = Decision)]
     pub decision: Option<Decision>,
     /// At most 500 characters; shown on the timeline when rejecting.
-    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub note: Option<String>,
 }
 
@@ -275,7 +275,7 @@ pub struct ShipmentEventBody {
     #[schema(required = true, value_type = String, format = DateTime, example = "2026-11-25T10:00:00Z")]
     pub at: Option<String>,
     /// At most 500 characters.
-    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub detail: Option<String>,
 }
 

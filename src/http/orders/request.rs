@@ -33,10 +33,10 @@ pub struct CreateOrderRequest {
     pub payment_method: Option<String>,
     /// The payment provider's token for the customer's instrument (never returned by the API).
     #[schema(required = true, value_type = String, example = "tok_ok", min_length = 1, max_length = 255,
-        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]+$")]
+        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff][^\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub payment_token: Option<String>,
     /// At most 1000 characters.
-    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub notes: Option<String>,
 }
 
