@@ -34,10 +34,11 @@ COPY --from=builder /out/orders-api /out/orders-worker /usr/local/bin/
 COPY migrations /app/migrations
 USER 65532:65532
 ENV ORDERS_HTTP_ADDR=0.0.0.0:8080 \
+    ORDERS_METRICS_ADDR=0.0.0.0:9463 \
     ORDERS_WORKER_HEALTH_ADDR=0.0.0.0:8081 \
     ORDERS_WORKER_METRICS_ADDR=0.0.0.0:9464 \
     ORDERS_LOG_FORMAT=json
-EXPOSE 8080 8081 9464
+EXPOSE 8080 8081 9463 9464
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["orders-api", "probe", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT []

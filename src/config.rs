@@ -65,6 +65,9 @@ pub struct Settings {
     /// Temporal Cloud API key (sent as a bearer token; implies TLS).
     pub temporal_api_key: Option<Secret>,
     pub http_addr: SocketAddr,
+    /// The API's Prometheus `/metrics`, on a listener of its own: order counts
+    /// are not for whoever can reach the API port.
+    pub metrics_addr: SocketAddr,
     /// Request bodies above this are refused with 413.
     pub max_body_bytes: usize,
     /// A request still running after this is answered 503.
@@ -458,6 +461,11 @@ impl Settings {
                 "ORDERS_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
                 "a socket address like 0.0.0.0:8080",
+            )?,
+            metrics_addr: env.parse(
+                "ORDERS_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9463)),
+                "a socket address like 0.0.0.0:9463",
             )?,
             jwt,
             pricing,

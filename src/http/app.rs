@@ -14,19 +14,26 @@ use crate::temporal;
 
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     state: AppState,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> std::io::Result<Application> {
         let listener = TcpListener::bind(settings.http_addr).await?;
+        let metrics_listener = TcpListener::bind(settings.metrics_addr).await?;
         let pool = db::pool(&settings).map_err(std::io::Error::other)?;
         let state = AppState::new(Arc::new(settings), pool).map_err(std::io::Error::other)?;
-        Ok(Application { listener, state })
+        Ok(Application { listener, metrics_listener, state })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port of the metrics listener (`GET /metrics`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
     pub fn state(&self) -> &AppState {
@@ -37,6 +44,8 @@ impl Application {
         let grace = self.state.settings.shutdown_grace;
         let recovery = tokio::spawn(recover(self.state.clone()));
         let events = tokio::spawn(self.state.events.clone().run(self.state.pool.clone()));
+        let metrics =
+            tokio::spawn(axum::serve(self.metrics_listener, super::metrics::router(self.state.clone())).into_future());
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let limiter = self.state.rate_limiter.clone();
         let forget = tokio::spawn(async move {
@@ -76,6 +85,7 @@ impl Application {
         };
         recovery.abort();
         events.abort();
+        metrics.abort();
         forget.abort();
         result
     }

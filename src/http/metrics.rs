@@ -1,4 +1,5 @@
-//! Prometheus metrics of the API, served at `GET /metrics` (text format).
+//! Prometheus metrics of the API, served at `GET /metrics` (text format) on a
+//! listener of their own (`ORDERS_METRICS_ADDR`), never on the API port.
 //! Labels are bounded: the route template (never an id), the method, the status.
 
 use std::time::Instant;
@@ -122,6 +123,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// The metrics listener's routes: `GET /metrics` only.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics)).with_state(state)
 }
 
 /// `GET /metrics`.

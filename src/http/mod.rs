@@ -57,7 +57,6 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/verify", post(users::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
         // Order and account data is private: never cached by browsers or proxies.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, no_store))
         .merge(openapi::routes())

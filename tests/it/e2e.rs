@@ -52,6 +52,7 @@ pub(crate) struct Stack {
     pub(crate) api: String,
     pub(crate) worker_health: String,
     worker_metrics: String,
+    api_metrics: String,
     pub(crate) http: reqwest::Client,
     /// Each process appends its JSON log lines here.
     logs: std::path::PathBuf,
@@ -73,7 +74,7 @@ impl Stack {
         let pool = sqlx::PgPool::connect(admin).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
         let database_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        let (api, health, metrics) = (free_port(), free_port(), free_port());
+        let (api, health, metrics, api_metrics) = (free_port(), free_port(), free_port(), free_port());
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", database_url.clone()),
             ("TEMPORAL_ADDRESS", std::env::var("ORDERS_TEST_TEMPORAL_ADDRESS").unwrap()),
@@ -81,6 +82,7 @@ impl Stack {
             ("ORDERS_HTTP_ADDR", format!("127.0.0.1:{api}")),
             ("ORDERS_WORKER_HEALTH_ADDR", format!("127.0.0.1:{health}")),
             ("ORDERS_WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
+            ("ORDERS_METRICS_ADDR", format!("127.0.0.1:{api_metrics}")),
             ("ORDERS_JWT_SECRET", JWT_SECRET.to_owned()),
             ("ORDERS_START_RECOVERY_INTERVAL", "1s".to_owned()),
             // What production logs, whatever the test run's own level.
@@ -96,6 +98,7 @@ impl Stack {
             api: format!("http://127.0.0.1:{api}"),
             worker_health: format!("http://127.0.0.1:{health}"),
             worker_metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+            api_metrics: format!("http://127.0.0.1:{api_metrics}/metrics"),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
             logs: std::env::temp_dir().join(format!("orders-e2e-{}.log", uuid::Uuid::new_v4().simple())),
         };
@@ -246,7 +249,10 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     assert!(order["shipment"]["tracking_number"].is_string());
     stack.wait_for(&token, declined["id"].as_str().unwrap(), &["failed"]).await;
 
-    let api_metrics = stack.scrape(&format!("{}/metrics", stack.api)).await;
+    // Metrics have a listener of their own: the API port does not serve them.
+    let public = stack.http.get(format!("{}/metrics", stack.api)).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let api_metrics = stack.scrape(&stack.api_metrics).await;
     promtool_check(&api_metrics, "API");
     assert_eq!(series(&api_metrics, "orders_created_total"), 2.0);
     assert_eq!(series(&api_metrics, r#"orders_http_requests_total{method="POST",route="/orders",status="201"}"#), 2.0);

@@ -33,6 +33,7 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("TEMPORAL_ADDRESS".into(), required_env("ORDERS_TEST_TEMPORAL_ADDRESS")),
         ("TEMPORAL_TASK_QUEUE".into(), format!("orders-test-{}", Uuid::new_v4().simple())),
         ("ORDERS_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("ORDERS_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("ORDERS_JWT_SECRET".into(), JWT_SECRET.into()),
         ("ORDERS_DB_MAX_CONNECTIONS".into(), "10".into()),
         ("ORDERS_WORKER_MAX_ACTIVITIES".into(), "4".into()),
