@@ -72,6 +72,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
+    /// A connection whose request headers take longer than this is closed.
+    pub header_read_timeout: Duration,
+    /// A request body that takes longer than this to arrive is refused with 408.
+    pub body_read_timeout: Duration,
     /// Requests beyond this many in flight are shed with 503 and `Retry-After`, not queued.
     pub max_concurrent_requests: usize,
     /// Origins allowed by CORS; none by default.
@@ -79,6 +83,10 @@ pub struct Settings {
     /// Per caller (token subject, or IP for public routes): sustained rate and burst.
     pub rate_limit_per_second: std::num::NonZeroU32,
     pub rate_limit_burst: std::num::NonZeroU32,
+    /// `POST /users` (public, and each one sends an email): sign-ups per minute
+    /// from one address, and from all addresses together.
+    pub signup_per_ip_per_minute: std::num::NonZeroU32,
+    pub signup_per_minute: std::num::NonZeroU32,
     pub jwt: JwtSettings,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
@@ -419,6 +427,15 @@ impl Settings {
             });
         }
         let request_timeout = env.duration("ORDERS_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        let header_read_timeout = env.duration("ORDERS_HEADER_READ_TIMEOUT", Duration::from_secs(10))?;
+        let body_read_timeout = env.duration("ORDERS_BODY_READ_TIMEOUT", Duration::from_secs(15))?;
+        if body_read_timeout >= request_timeout {
+            return Err(ConfigError {
+                var: "ORDERS_BODY_READ_TIMEOUT",
+                message: "must be below ORDERS_REQUEST_TIMEOUT, so a slow body is refused before the request times out"
+                    .into(),
+            });
+        }
         let action_lock_wait = env.duration("ORDERS_ACTION_LOCK_WAIT", Duration::from_secs(5))?;
         let cancel_wait = env.duration("ORDERS_CANCEL_WAIT", Duration::from_secs(10))?;
         // A cancel waits for the lock, then for the end: both within the request's time.
@@ -436,6 +453,8 @@ impl Settings {
             cancel_wait,
             max_body_bytes: env.count("ORDERS_MAX_BODY_BYTES", 64 * 1024)?,
             request_timeout,
+            header_read_timeout,
+            body_read_timeout,
             max_concurrent_requests: env.count("ORDERS_MAX_CONCURRENT_REQUESTS", 512)?,
             cors_origins,
             rate_limit_per_second: env.parse(
@@ -447,6 +466,16 @@ impl Settings {
                 "ORDERS_RATE_LIMIT_BURST",
                 NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
                 "a positive integer",
+            )?,
+            signup_per_ip_per_minute: env.parse(
+                "ORDERS_SIGNUP_RATE_PER_IP",
+                NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+                "a positive integer (sign-ups per minute)",
+            )?,
+            signup_per_minute: env.parse(
+                "ORDERS_SIGNUP_RATE",
+                NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN),
+                "a positive integer (sign-ups per minute)",
             )?,
             webhook,
             smtp,

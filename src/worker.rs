@@ -62,3 +62,41 @@ pub fn tuner(w: &WorkerSettings) -> TunerHolder {
 pub fn pollers(w: &WorkerSettings) -> PollerBehavior {
     PollerBehavior::SimpleMaximum(w.max_pollers)
 }
+
+/// The thread of the SDK core that runs every workflow of the worker (named so
+/// in `temporalio-sdk-core`'s `worker/workflow/mod.rs`).
+const WORKFLOW_PROCESSING_THREAD: &str = "workflow-processing";
+
+/// Makes the process exit at once (code 70) when the core's workflow-processing
+/// thread panics. Without it the process lives on, polling nothing, until its
+/// main thread happens to join that thread, and looks alive meanwhile; exiting
+/// lets Kubernetes (or `scripts/dev`) restart it, and Temporal hands its
+/// workflow tasks to another worker. Panics elsewhere are the SDK's to handle
+/// (it fails the activity or workflow task and retries it).
+pub fn exit_when_workflow_processing_dies(polling: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        if is_workflow_processing(std::thread::current().name()) {
+            polling.store(false, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(panic = %info, "the workflow-processing thread died: exiting so that the worker is restarted");
+            std::process::exit(70);
+        }
+    }));
+}
+
+fn is_workflow_processing(thread: Option<&str>) -> bool {
+    thread == Some(WORKFLOW_PROCESSING_THREAD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_workflow_processing_thread_is_fatal() {
+        assert!(is_workflow_processing(Some("workflow-processing")));
+        assert!(!is_workflow_processing(Some("tokio-runtime-worker")));
+        assert!(!is_workflow_processing(None));
+    }
+}

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let mut worker = worker::build(&runtime, client.clone(), &settings, activities)?;
 
     let polling = Arc::new(AtomicBool::new(true));
+    worker::exit_when_workflow_processing_dies(polling.clone());
     let probes = tokio::net::TcpListener::bind(settings.worker.health_addr)
         .await
         .with_context(|| format!("probes on {}", settings.worker.health_addr))?;

@@ -47,19 +47,21 @@ impl Application {
         let metrics =
             tokio::spawn(axum::serve(self.metrics_listener, super::metrics::router(self.state.clone())).into_future());
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let limiter = self.state.rate_limiter.clone();
+        let (limiter, signups) = (self.state.rate_limiter.clone(), self.state.signup_limiter.clone());
         let forget = tokio::spawn(async move {
             // Keep the per-caller buckets bounded: drop those back at full capacity.
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limiter.retain_recent();
+                signups.retain_recent();
             }
         });
         let stopping = self.state.stopping.clone();
         let delay = self.state.settings.shutdown_delay;
-        let app = super::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let header_read_timeout = self.state.settings.header_read_timeout;
+        let app = super::router(self.state);
+        let serve = super::serve::serve(self.listener, app, header_read_timeout, async move {
             shutdown.await;
             // Not ready first, still serving, so a load balancer can take this replica out of rotation.
             stopping.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -76,18 +78,17 @@ impl Application {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            r = serve => r,
+        tokio::select! {
+            () = serve => {}
             _ = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining requests");
-                Ok(())
             }
         };
         recovery.abort();
         events.abort();
         metrics.abort();
         forget.abort();
-        result
+        Ok(())
     }
 }
 

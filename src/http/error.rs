@@ -56,6 +56,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The body arrived slower than `ORDERS_BODY_READ_TIMEOUT` allows.
+    #[error("request body too slow")]
+    BodyTimeout,
     #[error("unauthorized")]
     Unauthorized,
     #[error("forbidden")]
@@ -126,6 +129,7 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -154,6 +158,11 @@ impl ApiError {
             Self::PayloadTooLarge => {
                 ("/problems/payload-too-large", "Payload too large", "the request body is too large".to_owned())
             }
+            Self::BodyTimeout => (
+                "/problems/request-timeout",
+                "Request timeout",
+                "the request body did not arrive in time; send it again".to_owned(),
+            ),
             Self::Unauthorized => {
                 ("/problems/unauthorized", "Unauthorized", "a valid bearer token is required".to_owned())
             }

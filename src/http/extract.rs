@@ -54,6 +54,18 @@ fn clean(message: &str) -> String {
     m.replace("invalid type: ", "wrong type: ")
 }
 
+/// Whether reading the body failed because it came too slowly (`ORDERS_BODY_READ_TIMEOUT`).
+fn is_timeout(rejection: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
@@ -64,6 +76,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if is_timeout(&rejection) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::BadRequest("could not read the request body".into())
             }

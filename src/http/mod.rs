@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod rate_limit;
+pub mod serve;
 pub mod state;
 pub mod users;
 
@@ -30,7 +31,7 @@ use tower::{BoxError, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 pub use app::Application;
@@ -52,7 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/review", post(orders::actions::review))
         .route("/orders/{id}/shipment-events", post(orders::actions::shipment_event))
         .route("/products", get(products::list))
-        .route("/users", post(users::create))
+        .route(
+            "/users",
+            post(users::create).route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_signups)),
+        )
         .route("/users/{id}", get(users::get))
         .route("/users/{id}/verify", post(users::verify))
         .route("/healthz", get(health::healthz))
@@ -113,6 +117,8 @@ pub fn router(state: AppState) -> Router {
                 // Global: `Router::layer` clones layers per route, so a per-clone limit would not be one.
                 .layer(GlobalConcurrencyLimitLayer::new(settings.max_concurrent_requests))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+                // A body trickled in slower than this fails to read (408), well before the request's timeout.
+                .layer(RequestBodyTimeoutLayer::new(settings.body_read_timeout))
                 .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
         )
 }

@@ -40,14 +40,15 @@ impl Modify for BearerAuth {
 /// `scripts/test`) see every status the API really sends:
 /// 429 (rate limit), 500, 503 (timeout, overload, dependency down) everywhere;
 /// 401/403 where a token is required; 404 where the path names a resource;
-/// 400/413/415/422 where a JSON body is read, 400 where a query string is.
+/// 400/408/413/415/422 where a JSON body is read, 400 where a query string is.
 struct CommonErrors;
 
-const COMMON: [(&str, &str, &str); 10] = [
+const COMMON: [(&str, &str, &str); 11] = [
     ("400", "BadRequest", "Malformed JSON, query string or header"),
     ("401", "Unauthorized", "Missing or invalid bearer token (`WWW-Authenticate: Bearer`)"),
     ("403", "Forbidden", "The token's role may not do this"),
     ("404", "NotFound", "No such resource, or not the caller's"),
+    ("408", "RequestTimeout", "The body did not arrive within the configured read timeout; send it again"),
     ("413", "PayloadTooLarge", "The body is over the configured limit"),
     ("415", "UnsupportedMediaType", "The body is not sent as application/json"),
     ("422", "ValidationFailed", "Invalid fields, each named in `errors` by JSON pointer"),
@@ -85,7 +86,7 @@ impl Modify for CommonErrors {
                         "404" => names_resource,
                         // A query string serde cannot read at all (e.g. a repeated key) is a 400.
                         "400" => has_body || has_query,
-                        "413" | "415" | "422" => has_body,
+                        "408" | "413" | "415" | "422" => has_body,
                         _ => true,
                     };
                     if applies {

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use super::auth::{JwtKeys, KeyError};
 use super::metrics::HttpMetrics;
 use super::orders::events::EventHub;
-use super::rate_limit::{Limiter, limiter};
+use super::rate_limit::{Limiter, SignupLimiter, limiter};
 use crate::config::Settings;
 use crate::temporal::{self, TemporalError};
 
@@ -21,6 +21,7 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub events: EventHub,
     pub rate_limiter: Limiter,
+    pub signup_limiter: SignupLimiter,
     pub metrics: HttpMetrics,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
@@ -32,12 +33,14 @@ impl AppState {
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Result<Self, KeyError> {
         let jwt = JwtKeys::from_settings(&settings.jwt)?;
         let rate_limiter = limiter(settings.rate_limit_per_second, settings.rate_limit_burst);
+        let signup_limiter = SignupLimiter::new(settings.signup_per_ip_per_minute, settings.signup_per_minute);
         Ok(Self {
             settings,
             pool,
             jwt,
             events: EventHub::new(),
             rate_limiter,
+            signup_limiter,
             metrics: HttpMetrics::new(),
             stopping: Arc::new(AtomicBool::new(false)),
             temporal: Arc::new(OnceCell::new()),

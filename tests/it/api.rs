@@ -524,3 +524,83 @@ async fn each_caller_has_its_own_rate_limit() {
     let resp = app.http.get(format!("{}/products", app.address)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// A client cannot hold a connection by sending slowly: headers that do not
+/// arrive within ORDERS_HEADER_READ_TIMEOUT close the connection; a body that
+/// does not arrive within ORDERS_BODY_READ_TIMEOUT is refused with 408. Many such
+/// connections at once do not keep others from their answers.
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_do_not_hold_up_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(&[("ORDERS_HEADER_READ_TIMEOUT", "1s"), ("ORDERS_BODY_READ_TIMEOUT", "1s")]).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+
+    // Half a request line, then nothing: the server hangs up.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HTT").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), half.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection is closed, not held");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Headers in full, then a body that trickles: 408 problem+json.
+    let token = app.customer("slow");
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{{\"items\""
+    );
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match trickle.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "answered, not held");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+
+    // Two hundred connections trickling their headers; an ordinary request still gets its answer at once.
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /orders HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    let before = std::time::Instant::now();
+    let resp = app.http.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(before.elapsed() < std::time::Duration::from_millis(500), "{:?}", before.elapsed());
+    drop(slow);
+}
+
+/// A sign-up flood is refused (429 with Retry-After): per address, and for all
+/// addresses together, each at its own configured rate.
+#[tokio::test]
+async fn sign_ups_have_a_stricter_limit_of_their_own() {
+    for (setting, allowed) in [("ORDERS_SIGNUP_RATE_PER_IP", 3), ("ORDERS_SIGNUP_RATE", 2)] {
+        let app = spawn_app_with(&[(setting, &allowed.to_string())]).await;
+        let sign_up = |n: usize| {
+            let body = json!({"email": format!("flood{n}@example.com"), "name": "Flood"});
+            app.http.post(format!("{}/users", app.address)).json(&body).send()
+        };
+        for n in 0..allowed {
+            assert_ne!(sign_up(n).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "{setting}: sign-up {n}");
+        }
+        let refused = sign_up(allowed).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{setting}");
+        assert!(refused.headers().contains_key("retry-after"));
+        // Other routes keep the general limit.
+        assert_eq!(app.http.get(format!("{}/products", app.address)).send().await.unwrap().status(), StatusCode::OK);
+    }
+}

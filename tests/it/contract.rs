@@ -15,7 +15,7 @@ fn the_committed_openapi_document_is_current() {
 /// Every operation documents every status the service can answer it with, so
 /// clients and the contract fuzzer (scripts/contract) are never surprised:
 /// 429/500/503 everywhere, 401/403 where a token is needed, 404 where the path
-/// names a resource, 400/413/415/422 where a JSON body is read.
+/// names a resource, 400/408/413/415/422 where a JSON body is read.
 #[test]
 fn every_operation_documents_the_errors_it_can_answer_with() {
     let doc: serde_json::Value = serde_json::from_str(&orders::http::openapi::document().unwrap()).unwrap();
@@ -31,7 +31,7 @@ fn every_operation_documents_the_errors_it_can_answer_with() {
                 expected.push("404");
             }
             if op.get("requestBody").is_some() {
-                expected.extend(["400", "413", "415", "422"]);
+                expected.extend(["400", "408", "413", "415", "422"]);
             }
             for status in expected {
                 assert!(responses.contains_key(status), "{method} {path} does not document {status}");
