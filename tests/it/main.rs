@@ -2,6 +2,7 @@
 //! (started by `scripts/test`, which exports ORDERS_TEST_DATABASE_URL and
 //! ORDERS_TEST_TEMPORAL_ADDRESS). Each test gets its own database and task queue.
 
+mod abuse;
 mod activities;
 mod api;
 mod contract;
