@@ -20,6 +20,7 @@ pub struct OrderMetrics {
     declines: Counter,
     stockouts: Counter,
     compensations: Counter,
+    refusals: Counter,
     finished: Counter,
 }
 
@@ -31,19 +32,36 @@ pub enum Compensation {
     ReleaseStock,
 }
 
+/// A compensating step the party refused for good (it cannot be retried away).
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    Refund,
+    CancelShipment,
+}
+
 impl OrderMetrics {
     pub fn new(meter: Arc<dyn CoreMeter>) -> Self {
         let counter = |name: &'static str, description: &'static str| {
             meter.counter(MetricParameters { name: name.into(), description: description.into(), unit: "".into() })
         };
-        Self {
+        let metrics = Self {
             none: meter.new_attributes(NewAttributes::default()),
             declines: counter("orders_payment_declines", "Payments the gateway declined or refused"),
             stockouts: counter("orders_stockouts", "Orders that could not reserve stock for every line"),
             compensations: counter("orders_compensations", "Compensating steps that undid something, by step"),
+            refusals: counter(
+                "orders_compensations_refused",
+                "Compensating steps the party refused for good, by step: an operator must settle each",
+            ),
             finished: counter("orders_finished", "Orders that reached an end status, by status"),
             meter,
+        };
+        // Exposed at 0 from the start: an alert on `increase()` sees the first refusal
+        // only if the series existed before it.
+        for step in [Refusal::Refund, Refusal::CancelShipment] {
+            metrics.refusals.add(0, &metrics.labelled("step", refusal_label(step)));
         }
+        metrics
     }
 
     /// For tests and tools that run activities without an exporter.
@@ -72,7 +90,18 @@ impl OrderMetrics {
         self.compensations.add(1, &self.labelled("step", step));
     }
 
+    pub fn compensation_refused(&self, step: Refusal) {
+        self.refusals.add(1, &self.labelled("step", refusal_label(step)));
+    }
+
     pub fn finished(&self, status: OrderStatus) {
         self.finished.add(1, &self.labelled("status", status.as_str()));
+    }
+}
+
+fn refusal_label(step: Refusal) -> &'static str {
+    match step {
+        Refusal::Refund => "refund",
+        Refusal::CancelShipment => "cancel_shipment",
     }
 }

@@ -22,11 +22,11 @@ use super::failure::{
     NOTIFICATION_FAILED, ORDER_NOT_FOUND, PAYMENT_FAILED, REFUND_FAILED, SHIPMENT_CANCEL_FAILED, SHIPMENT_REJECTED,
     TRANSIENT_SUFFIX,
 };
-use super::metrics::{Compensation, OrderMetrics};
+use super::metrics::{Compensation, OrderMetrics, Refusal};
 use super::notifier::{Channel, Notifier};
 use super::payment_gateway::{ChargeRequest, ChargeResult, PaymentGateway, RefundRequest, RefundResult};
 use crate::db::decisions::{self, DecisionError, Record, StopDecision};
-use crate::db::party_calls::{self, Step};
+use crate::db::party_calls::{self, Calls, Step};
 use crate::db::{inventory, notifications, orders, payments, shipments};
 use crate::domain::{Address, OrderId, OrderStatus, ShipmentEvent, StopReason};
 
@@ -206,10 +206,11 @@ impl OrderActivities {
         id: OrderId,
         order: orders::Fulfilment,
     ) -> Result<(Locked, orders::Locked, ChargeResult, bool), ActivityError> {
-        // Counted before the call, so a call that timed out counts too; and
-        // before the lock, so that no attempt holds two connections.
-        let call = party_calls::count(&self.pool, id, Step::Charge).await?;
-        if call > GATEWAY_CALLS {
+        // Counted before the call, so that a call whose answer was lost counts as
+        // made (the refund then asks the gateway); and before the lock, so that no
+        // attempt holds two connections. The bound is on the party's failures.
+        let Calls { calls: call, failures } = party_calls::count(&self.pool, id, Step::Charge).await?;
+        if failures >= GATEWAY_CALLS {
             return Err(permanent(PAYMENT_FAILED, format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
         }
         let (mut tx, locked) = lock_for_party_call(&self.pool, id, "charge", PAYMENT_FAILED).await?;
@@ -230,24 +231,31 @@ impl OrderActivities {
         match self.payments.charge(&req).await {
             Ok(result) => Ok((tx, locked, result, false)),
             Err(PartyError::Permanent(reason)) => {
-                payments::refuse(&mut *tx, id, payments::Refusal::Failed, &reason).await?;
+                payments::refuse(&mut *tx, id, payments::Kind::Charge, payments::Refusal::Failed, &reason).await?;
                 decisions::stop_locked(&mut tx, id, &locked, StopReason::PaymentFailed, &reason).await?;
                 tx.commit().await?;
                 self.metrics.payment_declined();
                 Err(permanent(PAYMENT_FAILED, reason))
             }
-            // Still failing after the last call: whether it captured is unknown,
-            // so the charge stays pending and the refund step asks the gateway.
-            Err(PartyError::Transient(reason)) if call >= GATEWAY_CALLS => Err(permanent(PAYMENT_FAILED, reason)),
-            Err(transient) => Err(party(PAYMENT_FAILED, transient)),
+            Err(PartyError::Transient(reason)) => {
+                // Nothing to record under the lock: release it before counting the failure.
+                tx.rollback().await?;
+                if party_calls::failed(&self.pool, id, Step::Charge).await? >= GATEWAY_CALLS {
+                    // Still failing after the last call: whether it captured is unknown,
+                    // so the charge stays pending and the refund step asks the gateway.
+                    return Err(permanent(PAYMENT_FAILED, reason));
+                }
+                Err(party(PAYMENT_FAILED, PartyError::Transient(reason)))
+            }
         }
     }
 
     /// The carrier call of an order with no recorded booking, under the order's
     /// row lock. Returns the lock's transaction (the caller records the booking in it).
     async fn book_under_lock(&self, id: OrderId) -> Result<(Locked, shipments::Shipment), ActivityError> {
-        let call = party_calls::count(&self.pool, id, Step::BookShipment).await?;
-        if call > CARRIER_CALLS {
+        // As with the charge: counted before the call, bounded by the carrier's failures.
+        let Calls { failures, .. } = party_calls::count(&self.pool, id, Step::BookShipment).await?;
+        if failures >= CARRIER_CALLS {
             return Err(permanent(SHIPMENT_REJECTED, format!("no answer from the carrier in {CARRIER_CALLS} calls")));
         }
         let (mut tx, locked) = lock_for_party_call(&self.pool, id, "booking", SHIPMENT_REJECTED).await?;
@@ -271,8 +279,13 @@ impl OrderActivities {
                 tx.commit().await?;
                 Err(permanent(SHIPMENT_REJECTED, reason))
             }
-            Err(PartyError::Transient(m)) if call >= CARRIER_CALLS => Err(permanent(SHIPMENT_REJECTED, m)),
-            Err(transient) => Err(party(SHIPMENT_REJECTED, transient)),
+            Err(PartyError::Transient(m)) => {
+                tx.rollback().await?;
+                if party_calls::failed(&self.pool, id, Step::BookShipment).await? >= CARRIER_CALLS {
+                    return Err(permanent(SHIPMENT_REJECTED, m));
+                }
+                Err(party(SHIPMENT_REJECTED, PartyError::Transient(m)))
+            }
         }
     }
 }
@@ -354,7 +367,7 @@ impl OrderActivities {
                 Ok(Charge::Captured { reference })
             }
             ChargeResult::Declined { reason } => {
-                payments::refuse(&mut *tx, id, payments::Refusal::Declined, &reason).await?;
+                payments::refuse(&mut *tx, id, payments::Kind::Charge, payments::Refusal::Declined, &reason).await?;
                 let detail = format!("payment declined: {reason}");
                 let decided =
                     decisions::stop_locked(&mut tx, id, &locked, StopReason::PaymentDeclined, &detail).await?;
@@ -398,7 +411,12 @@ impl OrderActivities {
             charge_reference: charge.provider_reference.clone(),
             amount: charge.amount,
         };
-        match self.payments.refund(&req).await.map_err(|e| party(REFUND_FAILED, e))? {
+        let answer = match self.payments.refund(&req).await {
+            Ok(answer) => answer,
+            Err(PartyError::Permanent(reason)) => return self.refused(id, Refusal::Refund, &reason).await,
+            Err(transient) => return Err(party(REFUND_FAILED, transient)),
+        };
+        match answer {
             RefundResult::Refunded { reference, charge_reference } => {
                 let mut tx = self.pool.begin().await?;
                 payments::succeed(&mut *tx, id, payments::Kind::Refund, &reference).await?;
@@ -414,7 +432,14 @@ impl OrderActivities {
                 payments::discard_pending(&self.pool, id, payments::Kind::Refund).await?;
                 // A charge whose outcome was unknown (the gateway never answered) is
                 // now known: nothing was captured.
-                payments::refuse(&self.pool, id, payments::Refusal::Failed, "the gateway captured nothing").await?;
+                payments::refuse(
+                    &self.pool,
+                    id,
+                    payments::Kind::Charge,
+                    payments::Refusal::Failed,
+                    "the gateway captured nothing",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -454,10 +479,46 @@ impl OrderActivities {
         if shipments::is_cancelled(&self.pool, id).await? {
             return Ok(());
         }
+        if shipments::cancel_refused(&self.pool, id).await? {
+            return Ok(());
+        }
         let key = format!("ship-cancel-{id}");
-        self.carrier.cancel(&key, &booking.tracking_number).await.map_err(|e| party(SHIPMENT_CANCEL_FAILED, e))?;
+        match self.carrier.cancel(&key, &booking.tracking_number).await {
+            Ok(()) => {}
+            Err(PartyError::Permanent(reason)) => {
+                return self.refused(id, Refusal::CancelShipment, &reason).await;
+            }
+            Err(transient) => return Err(party(SHIPMENT_CANCEL_FAILED, transient)),
+        }
         shipments::mark_cancelled(&self.pool, id).await?;
         self.metrics.compensated(Compensation::CancelShipment);
+        Ok(())
+    }
+
+    /// A compensation the party refused for good: retrying cannot help, and
+    /// failing the workflow would leave the order open with its stock reserved.
+    /// So the refusal is recorded (on the payment or shipment, and on the
+    /// timeline, which notifies) and counted for an alert, and the order goes on
+    /// to close as decided; what the party kept (money, a booking) is an
+    /// operator's to settle.
+    async fn refused(&self, id: OrderId, step: Refusal, reason: &str) -> Result<(), ActivityError> {
+        let mut tx = self.pool.begin().await?;
+        let event = match step {
+            Refusal::Refund => {
+                payments::refuse(&mut *tx, id, payments::Kind::Refund, payments::Refusal::Failed, reason).await?;
+                orders::REFUND_REFUSED
+            }
+            Refusal::CancelShipment => {
+                shipments::refuse_cancel(&mut *tx, id, reason).await?;
+                orders::CANCELLATION_REFUSED
+            }
+        };
+        let recorded = orders::record_event(&mut tx, id, event, event, Some(reason)).await?;
+        tx.commit().await?;
+        tracing::error!(step = event, %reason, "compensation refused for good: recorded, the order closes; settle by hand");
+        if recorded.is_some() {
+            self.metrics.compensation_refused(step);
+        }
         Ok(())
     }
 

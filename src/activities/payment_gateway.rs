@@ -118,7 +118,8 @@ impl PaymentGateway for SimulatedPaymentGateway {
 /// A PSP over HTTP: `POST {base}/charges` and `POST {base}/refunds`, JSON, with
 /// an `Idempotency-Key` header. 2xx `{"id": ..}` succeeds; 402 `{"reason": ..}` is a
 /// decline; a refund's reply may name the refunded charge (`"charge": ..`); 404 on
-/// a refund means there is nothing to refund; 5xx, 408 and 429 are transient.
+/// a refund means there is nothing to refund; 5xx, 408, 429, a 2xx without an id
+/// and connection errors are transient; any other answer is a permanent refusal.
 pub struct HttpPaymentGateway {
     http: reqwest::Client,
     base_url: String,
@@ -168,6 +169,8 @@ impl PaymentGateway for HttpPaymentGateway {
         let (status, reply, text) = self.post("/refunds", &req.idempotency_key, req).await?;
         match (status.as_u16(), reply.id) {
             (200..=299, Some(reference)) => Ok(RefundResult::Refunded { reference, charge_reference: reply.charge }),
+            // The money may have moved: ask again (same key) rather than call it refused.
+            (200..=299, None) => Err(PartyError::Transient("gateway reply without an id".into())),
             (404, _) => Ok(RefundResult::NothingToRefund),
             _ => Err(PartyError::from_status(status, &text)),
         }

@@ -13,6 +13,10 @@ use super::payments;
 use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
+/// Timeline events that are not status changes (the status stays): a party
+/// refused a compensation for good (see `activities::order`).
+pub const REFUND_REFUSED: &str = "refund_refused";
+pub const CANCELLATION_REFUSED: &str = "cancellation_refused";
 
 /// The LISTEN/NOTIFY channel announcing new timeline events; the payload is the order id.
 pub const EVENTS_CHANNEL: &str = "order_events";
@@ -62,13 +66,11 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
     .fetch_optional(&mut *tx)
     .await?;
     let Some((created_at,)) = inserted else {
-        let (id, request_hash): (Uuid, String) =
-            sqlx::query_as("SELECT id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
-                .bind(&o.customer_id)
-                .bind(&key)
-                .fetch_one(&mut *tx)
-                .await?;
-        return Ok(Recorded::Existing { id: OrderId(id), request_hash });
+        // The conflict means the row exists (it is never deleted): none here is impossible.
+        let key = key.as_deref().ok_or(sqlx::Error::RowNotFound)?;
+        let (id, request_hash) =
+            by_idempotency_key(&mut *tx, &o.customer_id, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+        return Ok(Recorded::Existing { id, request_hash });
     };
     // Every line in one statement, whatever the number of lines.
     let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
@@ -93,6 +95,21 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
     let first_event_id = record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?.unwrap_or(0);
     tx.commit().await?;
     Ok(Recorded::Created { created_at, first_event_id })
+}
+
+/// The order a customer placed with this idempotency key, with the hash of that first request.
+pub async fn by_idempotency_key<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    customer: &str,
+    key: &str,
+) -> Result<Option<(OrderId, String)>, sqlx::Error> {
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
+            .bind(customer)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(id, request_hash)| (OrderId(id), request_hash)))
 }
 
 /// Appends a timeline event and, in the same transaction, its notification to
@@ -312,7 +329,9 @@ pub struct PaymentView {
     #[schema(example = "credit_card")]
     pub method: String,
     /// `not_attempted`, `pending` (sent, no answer yet), `succeeded`, `declined`,
-    /// `failed` (refused by the gateway, or nothing was captured), or `refunded`.
+    /// `failed` (refused by the gateway, or nothing was captured), `refunded`, or
+    /// `refund_refused` (the gateway refused the refund for good: the money is
+    /// still captured, for an operator to return).
     #[schema(example = "succeeded")]
     pub status: String,
     #[schema(value_type = Option<String>, example = "53.37")]
@@ -327,14 +346,19 @@ pub struct ShipmentView {
     pub created_at: DateTime<Utc>,
     /// Set when the booking was cancelled with the carrier.
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The carrier's answer when it refused for good to cancel the booking (the
+    /// parcel may still travel: an operator settles it with the carrier).
+    pub cancel_refused: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct EventView {
     /// Increasing; the SSE event id (`Last-Event-ID` resumes after it).
     pub id: i64,
-    /// The order's status after this event, or `exception` for a carrier
-    /// exception (recorded on the timeline; the status stays `in_transit`).
+    /// The order's status after this event; or `exception` for a carrier
+    /// exception (the status stays `in_transit`); or `refund_refused` /
+    /// `cancellation_refused` when a party refused a compensation for good (the
+    /// order still ends as decided; an operator settles what the party kept).
     #[schema(example = "paid")]
     pub status: String,
     pub detail: Option<String>,
@@ -433,7 +457,8 @@ const VIEW: &str = "SELECT o.id, o.customer_id, o.status, o.reason, o.currency, 
                      'provider_reference', p.provider_reference)) \
                  FROM payments p WHERE p.order_id = o.id), '[]') AS payments, \
        (SELECT json_build_object('carrier', s.carrier, 'tracking_number', s.tracking_number, \
-                     'created_at', s.created_at, 'cancelled_at', s.cancelled_at) \
+                     'created_at', s.created_at, 'cancelled_at', s.cancelled_at, \
+                     'cancel_refused', s.cancel_refused) \
           FROM shipments s WHERE s.order_id = o.id) AS shipment, \
        COALESCE((SELECT json_agg(json_build_object('id', e.id, 'status', e.status, 'detail', e.detail, 'at', e.at) \
                      ORDER BY e.id) \
@@ -455,12 +480,13 @@ pub async fn view_for(pool: &PgPool, id: OrderId, customer: Option<&str>) -> Res
     };
     let rows = o.payments.0;
     let charge = rows.iter().find(|p| p.kind == payments::Kind::Charge);
-    let refunded = rows.iter().any(|p| p.kind == payments::Kind::Refund && p.status == payments::Status::Succeeded);
+    let refund = rows.iter().find(|p| p.kind == payments::Kind::Refund).map(|p| p.status);
     let payment = PaymentView {
         method: o.payment_method,
         status: match charge {
             None => "not_attempted".into(),
-            Some(_) if refunded => "refunded".into(),
+            Some(_) if refund == Some(payments::Status::Succeeded) => "refunded".into(),
+            Some(_) if refund == Some(payments::Status::Failed) => "refund_refused".into(),
             Some(c) => c.status.as_str().into(),
         },
         amount: charge.map(|c| c.amount),

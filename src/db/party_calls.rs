@@ -1,6 +1,7 @@
-//! How many times a step has called its external party for an order, counted
-//! before each call: a step's bound on attempts then counts the party's
-//! failures only, never our own database being away.
+//! How many times a step has called its external party for an order (counted
+//! before each call: "the party may have it") and how many of those calls the
+//! party answered with a transient failure (the step's bound): our own
+//! database being away never uses the bound up.
 
 use sqlx::{PgExecutor, PgPool};
 
@@ -34,12 +35,32 @@ impl Step {
 
 text_enum!(Step);
 
-/// Counts one more call of `step` for the order and returns the count so far.
+/// The calls of a step so far, and how many of them the party answered with a
+/// transient failure (the step's bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Calls {
+    pub calls: i32,
+    pub failures: i32,
+}
+
+/// Counts one more call of `step` for the order, before it is made.
 #[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
-pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<Calls, sqlx::Error> {
+    sqlx::query_as(
         "INSERT INTO party_calls (order_id, step, calls) VALUES ($1, $2, 1) \
-         ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 RETURNING calls",
+         ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 RETURNING calls, failures",
+    )
+    .bind(id.0)
+    .bind(step)
+    .fetch_one(pool)
+    .await
+}
+
+/// Counts a transient failure the party answered, and returns the failures so far.
+#[tracing::instrument(name = "db.party_calls.failed", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+pub async fn failed(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE party_calls SET failures = failures + 1 WHERE order_id = $1 AND step = $2 RETURNING failures",
     )
     .bind(id.0)
     .bind(step)

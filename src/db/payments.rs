@@ -123,7 +123,7 @@ pub async fn succeed<'c>(
     Ok(())
 }
 
-/// How a charge ended without money moving.
+/// How a charge (or a refund) ended without money moving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The gateway declined (a business answer: card declined, insufficient funds).
@@ -132,10 +132,14 @@ pub enum Refusal {
     Failed,
 }
 
+/// Records that a pending charge or refund ended without money moving. A refused
+/// refund leaves the captured charge with the customer's money: the order's
+/// view shows it (`refund_refused`) for an operator to settle.
 #[tracing::instrument(name = "db.payments.refuse", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn refuse<'c>(
     conn: impl PgExecutor<'c>,
     id: OrderId,
+    kind: Kind,
     refusal: Refusal,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
@@ -147,7 +151,7 @@ pub async fn refuse<'c>(
         "UPDATE payments SET status = $2, decline_reason = $3, updated_at = now() \
          WHERE idempotency_key = $1 AND status = 'pending'",
     )
-    .bind(Kind::Charge.key(id))
+    .bind(kind.key(id))
     .bind(status)
     .bind(reason)
     .execute(conn)

@@ -50,6 +50,30 @@ pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Erro
     Ok(row.is_some_and(|(c,)| c))
 }
 
+/// Records that the carrier refused for good to cancel the booking (the parcel
+/// may still travel: an operator settles it with the carrier); idempotent.
+#[tracing::instrument(name = "db.shipments.refuse_cancel", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn refuse_cancel<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE shipments SET cancel_refused = $2 WHERE order_id = $1 AND cancelled_at IS NULL AND cancel_refused IS NULL",
+    )
+    .bind(id.0)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether the carrier already refused to cancel the booking: it is not asked again.
+#[tracing::instrument(name = "db.shipments.cancel_refused", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn cancel_refused(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Error> {
+    let row: Option<(bool,)> = sqlx::query_as("SELECT cancel_refused IS NOT NULL FROM shipments WHERE order_id = $1")
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some_and(|(c,)| c))
+}
+
 /// (sku, quantity) of every line, for the parcel manifest.
 #[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn manifest<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {

@@ -157,6 +157,40 @@ async fn charging_twice_calls_the_gateway_once_with_one_key() {
     assert_eq!(app.count("SELECT count(*) FROM order_events WHERE order_id = $1 AND status = 'paid'", &id).await, 1);
 }
 
+/// Calls counted without being made (our own database failed between the count
+/// and the call, as in a Postgres restart) do not use up the party's bound:
+/// only its failures do. `tok_flaky` fails twice, then captures.
+#[tokio::test]
+async fn counted_calls_that_never_happened_leave_the_bound_to_the_party() {
+    use orders::db::party_calls::{self, Step};
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let mut body = widgets(1);
+    body["payment_token"] = json!("tok_flaky");
+    let (_, oid) = order(&app, &body).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+    for _ in 0..3 {
+        party_calls::count(&app.pool, oid, Step::Charge).await.unwrap();
+    }
+
+    let mut transient = 0;
+    let charge = loop {
+        match env.run(OrderActivities::charge_payment, oid).await {
+            Ok(charge) => break charge,
+            Err(ActivityEnvironmentError::Activity(ActivityError::Application(f))) if !f.is_non_retryable() => {
+                transient += 1;
+                assert!(transient <= 2, "the simulated gateway fails twice only");
+            }
+            Err(other) => panic!("the charge failed for good after {transient} failures: {other:?}"),
+        }
+    };
+    assert!(matches!(charge, Charge::Captured { .. }), "{charge:?}");
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 3);
+    let calls = party_calls::count(&app.pool, oid, Step::Charge).await.unwrap();
+    assert_eq!(calls.failures, 2);
+}
+
 #[tokio::test]
 async fn a_declined_charge_stays_declined_on_retry() {
     let app = spawn_app().await;

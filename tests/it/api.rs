@@ -113,6 +113,41 @@ async fn a_key_raced_with_two_bodies_makes_one_order() {
     report_fault("6. one key from 20 clients, two bodies", 20, 1, None, &[]);
 }
 
+/// A retry is answered as the first request was, even when the catalog changed in
+/// between: the key is looked up before the order is priced.
+#[tokio::test]
+async fn a_replay_after_a_price_change_or_a_deactivated_sku_returns_the_first_order() {
+    let app = spawn_app().await;
+    let token = app.customer("alice");
+    let body = order_body(json!([{"sku": WIDGET.0, "quantity": 1, "unit_price": "19.99"}]));
+    let first = app.post_order_with_key(&token, &body, Some("before-change")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+
+    sqlx::query("UPDATE products SET unit_price = 24.99 WHERE sku = $1")
+        .bind(WIDGET.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let again = app.post_order_with_key(&token, &body, Some("before-change")).await;
+    assert_eq!(again.status(), StatusCode::OK, "a price change does not turn a replay into a conflict");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!((&again["id"], &again["total"]), (&first["id"], &first["total"]));
+
+    sqlx::query("UPDATE products SET active = false WHERE sku = $1").bind(WIDGET.0).execute(&app.pool).await.unwrap();
+    let again = app.post_order_with_key(&token, &body, Some("before-change")).await;
+    assert_eq!(again.status(), StatusCode::OK, "a deactivated SKU does not turn a replay into a 422");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    // A new key is a new order, priced and checked against today's catalog.
+    let new =
+        problem(app.post_order_with_key(&token, &body, Some("after-change")).await, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    assert_eq!(new["errors"][0]["pointer"], "/items/0/sku");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+}
+
 #[tokio::test]
 async fn same_idempotency_key_with_another_body_is_a_conflict() {
     let app = spawn_app().await;
@@ -148,8 +183,16 @@ async fn concurrent_duplicates_create_one_order_and_one_workflow() {
     // Exactly one workflow, under the order's workflow id.
     let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
     let query = format!("WorkflowId = 'order-{id}'");
-    let count = client.count_workflows(&query, Default::default()).await.unwrap().count();
-    assert!(count <= 1, "{count} workflows");
+    // Visibility lags the start: wait until it shows the run, then there must be exactly one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let count = loop {
+        let count = client.count_workflows(&query, Default::default()).await.unwrap().count();
+        if count > 0 || std::time::Instant::now() > deadline {
+            break count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(count, 1, "{count} workflows");
     let handle = client.get_workflow_handle::<orders::workflows::OrderWorkflow>(format!("order-{id}"));
     handle.describe(Default::default()).await.expect("the workflow exists");
     report_fault("6. one key from 20 clients, same body", 20, 1, None, &[]);

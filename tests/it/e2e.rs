@@ -51,7 +51,7 @@ pub(crate) struct Stack {
     pub(crate) db: sqlx::PgPool,
     pub(crate) api: String,
     pub(crate) worker_health: String,
-    worker_metrics: String,
+    pub(crate) worker_metrics: String,
     api_metrics: String,
     pub(crate) http: reqwest::Client,
     /// Each process appends its JSON log lines here.
@@ -168,7 +168,7 @@ impl Stack {
         resp.json().await.unwrap()
     }
 
-    async fn wait_for(&self, token: &str, id: &str, statuses: &[&str]) -> Value {
+    pub(crate) async fn wait_for(&self, token: &str, id: &str, statuses: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let o = self.order(token, id).await;
@@ -223,7 +223,7 @@ fn alert_rules_are_valid_and_name_real_metrics(expositions: &str) {
 }
 
 /// The value of one series (`name{labels}` exactly as exposed), or 0 when absent.
-fn series(exposition: &str, series: &str) -> f64 {
+pub(crate) fn series(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))

@@ -14,6 +14,7 @@ mod faults;
 mod invariants;
 mod lifecycle;
 mod listing;
+mod parties;
 mod races;
 mod support;
 mod users;

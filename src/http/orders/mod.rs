@@ -54,6 +54,13 @@ pub async fn create(
     caller.require(&[Role::Customer])?;
     let key = idempotency_key(&headers)?;
     let idempotency = key.map(|k| (k, request_hash(&json.document())));
+    // A retry is answered as the first request was, whatever changed since
+    // (prices, the catalog, validation rules): look the key up before anything else.
+    if let Some((key, hash)) = &idempotency
+        && let Some((id, first_hash)) = orders::by_idempotency_key(&state.pool, &caller.subject, key).await?
+    {
+        return replay(&state, id, hash, &first_hash).await;
+    }
     let new = json.body.parse(&caller.subject).map_err(|e| ApiError::Validation(e.into_vec()))?;
     let priced = price(&state, new, idempotency).await?;
     tracing::Span::current().record("order_id", tracing::field::display(priced.id));
@@ -67,18 +74,25 @@ pub async fn create(
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
         }
+        // A concurrent request with the same key recorded its order first.
         Recorded::Existing { id, request_hash } => {
             let (_, hash) =
                 priced.idempotency.as_ref().ok_or_else(|| ApiError::Internal("conflict without a key".into()))?;
-            if *hash != request_hash {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            // The first request may have died between recording and starting.
-            let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
-            start_workflow(&state, id, view.total).await;
-            Ok((StatusCode::OK, [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))], Json(view)).into_response())
+            replay(&state, id, hash, &request_hash).await
         }
     }
+}
+
+/// The answer to a request whose idempotency key already names order `id`: the
+/// order (200, `Idempotent-Replayed`), or 409 when the key came with another body.
+async fn replay(state: &AppState, id: OrderId, hash: &str, first_hash: &str) -> Result<Response, ApiError> {
+    if hash != first_hash {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let view = orders::view(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    // The first request may have died between recording and starting.
+    start_workflow(state, id, view.total).await;
+    Ok((StatusCode::OK, [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))], Json(view)).into_response())
 }
 
 /// Starts the order's workflow. A failure is logged, not returned: the order is
