@@ -17,7 +17,8 @@ use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 use crate::config::Settings;
 use crate::db::decisions;
 use crate::domain::OrderId;
-use crate::workflows::{Decided, Decision, OrderInput, OrderWorkflow};
+use crate::workflows::{Decided, Decision, OnboardingInput, OrderInput, OrderWorkflow, UserOnboardingWorkflow};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
@@ -118,6 +119,11 @@ pub fn traced<F: std::future::Future>(call: F) -> opentelemetry::trace::WithCont
 /// heartbeats, so it does not limit a step's duration.
 pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request waits for a workflow start before answering without it
+/// (the recovery loop starts it later): an unreachable Temporal delays the answer
+/// by at most this much.
+pub const START_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Starts a workflow idempotently on its id: a start repeated while it runs
 /// attaches to that run; one repeated after it closed is refused by the server,
 /// which also means "started".
@@ -147,6 +153,16 @@ where
 pub async fn start_order(client: &Client, settings: &Settings, input: OrderInput) -> Result<(), WorkflowStartError> {
     let workflow_id = input.order_id.workflow_id();
     start_once(client, settings, OrderWorkflow::run, workflow_id, input).await
+}
+
+/// Starts the onboarding workflow of an account (`user-<id>`).
+pub async fn start_user(client: &Client, settings: &Settings, user_id: Uuid) -> Result<(), WorkflowStartError> {
+    let input = OnboardingInput { user_id, verify_within_secs: settings.verification_deadline.as_secs().max(1) };
+    start_once(client, settings, UserOnboardingWorkflow::run, user_workflow_id(user_id), input).await
+}
+
+pub fn user_workflow_id(user_id: Uuid) -> String {
+    format!("user-{user_id}")
 }
 
 /// Tells the order's workflow that decision number `seq` was recorded (the

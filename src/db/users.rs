@@ -67,6 +67,28 @@ pub async fn insert(pool: &PgPool, id: Uuid, email: &str, name: &str) -> Result<
     Ok(row.map(UserView::from))
 }
 
+#[tracing::instrument(name = "db.users.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn mark_workflow_started(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Accounts recorded at least `min_age_secs` ago whose onboarding start was never confirmed.
+#[tracing::instrument(name = "db.users.unstarted", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM users WHERE workflow_started_at IS NULL \
+           AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+    )
+    .bind(min_age_secs)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 #[tracing::instrument(name = "db.users.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
     let row: Option<UserRow> =

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use super::state::AppState;
 use crate::config::Settings;
-use crate::db::{self, decisions, orders};
+use crate::db::{self, decisions, orders, users};
 use crate::temporal;
 
 pub struct Application {
@@ -105,14 +105,15 @@ async fn recover(state: AppState) {
         tick.tick().await;
         let unstarted = orders::unstarted(&state.pool, every.as_secs_f64(), 100).await;
         let unsignalled = decisions::unsignalled(&state.pool, every.as_secs_f64(), 100).await;
-        let (unstarted, unsignalled) = match (unstarted, unsignalled) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!(error = %e, "recovery: cannot read the orders to recover");
+        let users = users::unstarted(&state.pool, every.as_secs_f64(), 100).await;
+        let (unstarted, unsignalled, users) = match (unstarted, unsignalled, users) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                tracing::debug!(error = %e, "recovery: cannot read what to recover");
                 continue;
             }
         };
-        if unstarted.is_empty() && unsignalled.is_empty() {
+        if unstarted.is_empty() && unsignalled.is_empty() && users.is_empty() {
             continue;
         }
         let Ok(client) = state.temporal().await else { continue };
@@ -127,6 +128,20 @@ async fn recover(state: AppState) {
                 }
                 Err(e) => {
                     tracing::warn!(order_id = %id, error = %e, "recovery: start failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        for id in users {
+            match temporal::start_user(client, &state.settings, id).await {
+                Ok(()) => {
+                    tracing::info!(user_id = %id, "recovery: onboarding started");
+                    if let Err(e) = users::mark_workflow_started(&state.pool, id).await {
+                        tracing::warn!(user_id = %id, error = %e, "recovery: cannot mark started");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = %id, error = %e, "recovery: onboarding start failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -19,7 +19,7 @@ use crate::domain::user::{code_hash, parse_email};
 use crate::domain::validation::text;
 use crate::domain::{FieldError, FieldErrors, UserStatus};
 use crate::temporal;
-use crate::workflows::{OnboardingInput, UserOnboardingWorkflow};
+use crate::workflows::UserOnboardingWorkflow;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,11 +38,9 @@ pub struct VerifyBody {
     pub code: Option<String>,
 }
 
-fn workflow_id(id: Uuid) -> String {
-    format!("user-{id}")
-}
-
 /// Create an account (`pending_verification`) and email it a verification code.
+/// While Temporal is away the account is still created (201), and the code is
+/// sent once it is back.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
     responses(
         (status = 201, body = UserView, headers(("Location" = String, description = "/users/{id}"))),
@@ -60,12 +58,31 @@ pub async fn create(
     let user = users::insert(&state.pool, id, &email, &name)
         .await?
         .ok_or_else(|| ApiError::InvalidState("this email address is already registered".into()))?;
-    let client = state.temporal().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let input =
-        OnboardingInput { user_id: id, verify_within_secs: state.settings.verification_deadline.as_secs().max(1) };
-    temporal::start_once(client, &state.settings, UserOnboardingWorkflow::run, workflow_id(id), input).await?;
+    start_onboarding(&state, id).await;
     let location = HeaderValue::from_str(&format!("/users/{id}")).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(user)).into_response())
+}
+
+/// Starts the account's onboarding (which emails the code). A failure is logged,
+/// not returned: the account is recorded, and the recovery loop
+/// (`app::recover`) starts it when Temporal answers again.
+async fn start_onboarding(state: &AppState, id: Uuid) {
+    let attempt = async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        temporal::start_user(client, &state.settings, id).await.map_err(|e| e.to_string())
+    };
+    let started = match tokio::time::timeout(temporal::START_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer from Temporal within {:?}", temporal::START_TIMEOUT)),
+    };
+    match started {
+        Ok(()) => {
+            if let Err(e) = users::mark_workflow_started(&state.pool, id).await {
+                tracing::warn!(user_id = %id, error = %e, "onboarding started but not marked; recovery will re-check");
+            }
+        }
+        Err(e) => tracing::warn!(user_id = %id, error = %e, "onboarding not started yet; the recovery loop will retry"),
+    }
 }
 
 /// Verify the account with the emailed code. A wrong code is 422 with
@@ -120,7 +137,7 @@ pub async fn verify(
 async fn tell_decided(state: &AppState, id: Uuid) {
     let attempt = async {
         let client = state.temporal().await.map_err(|e| e.to_string())?;
-        let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(workflow_id(id));
+        let handle = client.get_workflow_handle::<UserOnboardingWorkflow>(temporal::user_workflow_id(id));
         let opts = WorkflowSignalOptions::builder().request_id(format!("decided-{id}")).build();
         temporal::traced(handle.signal(UserOnboardingWorkflow::decided, (), opts)).await.map_err(|e| e.to_string())
     };

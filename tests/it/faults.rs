@@ -308,13 +308,15 @@ async fn settle(stack: &Stack, placed: &[Placed], violations: &mut Vec<String>) 
 /// service gives up after the gateway's third failed call (counted in Postgres),
 /// and so may rightly fail such an order when a worker was restarted mid-payment.
 async fn gateway_gave_up(stack: &Stack, order: &Value) -> bool {
-    let calls: Option<i32> =
-        sqlx::query_scalar("SELECT calls FROM party_calls WHERE order_id = $1::uuid AND step = 'charge'")
+    // The gateway's own failed answers, not the calls counted (a count our own
+    // database kept from becoming a call does not make the gateway give up).
+    let failures: Option<i32> =
+        sqlx::query_scalar("SELECT failures FROM party_calls WHERE order_id = $1::uuid AND step = 'charge'")
             .bind(order["id"].as_str())
             .fetch_optional(&stack.db)
             .await
             .unwrap();
-    order["status"] == "failed" && order["reason"] == "payment_failed" && calls.is_some_and(|c| c >= 3)
+    order["status"] == "failed" && order["reason"] == "payment_failed" && failures.is_some_and(|c| c >= 3)
 }
 
 /// Every invariant of the issue, as violations (empty when all hold).

@@ -460,8 +460,12 @@ async fn cancelling_the_workflow_in_temporal_still_restores_stock() {
     capture(&app, &id, "order-workflow-cancelled").await;
 }
 
+/// Once the carrier has the parcel a cancellation in Temporal is refused (the
+/// table admits none there): nothing is undone, and the workflow goes on
+/// following the carrier, so the order still reaches its end. Reviews of it are
+/// 409 and a repeated report is 202, never a 503.
 #[tokio::test]
-async fn cancelling_the_workflow_after_pickup_refunds_nothing() {
+async fn cancelling_the_workflow_after_pickup_refunds_nothing_and_the_order_still_ends() {
     let app = spawn_app_with_worker().await;
     let token = app.customer("alice");
     let id = app.place_order(&token, &widgets(1)).await;
@@ -472,10 +476,66 @@ async fn cancelling_the_workflow_after_pickup_refunds_nothing() {
     let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
     let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
     handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
-    assert!(handle.get_result(Default::default()).await.is_err(), "the workflow ends cancelled");
+    // The workflow refuses it and waits again (a new deadline timer, detached from
+    // the cancellation); a report after that reaches a live workflow.
+    wait_for_timer_after_cancel(&handle).await;
+    let (status, _) = app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a repeated report");
+    let admin = app.token("ops", Role::Admin);
+    let (status, problem) =
+        app.act(&admin, reqwest::Method::POST, &format!("/orders/{id}/review"), json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
 
     let order: Value = app.get_order(&token, &id).await.json().await.unwrap();
     assert_eq!(order["status"], "in_transit", "the goods left: nothing to undo");
     assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 1, 0));
+
+    assert_eq!(app.carrier_event(&id, "delivered", "2026-11-26T10:00:00Z").await.0, StatusCode::ACCEPTED);
+    let outcome = handle.get_result(Default::default()).await.expect("the workflow follows the carrier to the end");
+    assert_eq!(outcome.status, OrderStatus::Delivered);
+    app.wait_for_status(&token, &id, "delivered").await;
+    assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
+    capture(&app, &id, "order-cancel-refused-in-transit").await;
+}
+
+/// Waits until the history shows a timer started after the cancellation request.
+async fn wait_for_timer_after_cancel(
+    handle: &temporalio_client::WorkflowHandle<temporalio_client::Client, OrderWorkflow>,
+) {
+    // Event types of temporal.api.enums.v1.EventType.
+    const TIMER_STARTED: i64 = 17;
+    const CANCEL_REQUESTED: i64 = 20;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let json = handle.fetch_history(Default::default()).to_json().await.unwrap();
+        let history: Value = serde_json::from_slice(&json).unwrap();
+        let types: Vec<i64> =
+            history["events"].as_array().unwrap().iter().filter_map(|e| e["event_type"].as_i64()).collect();
+        let requested = types.iter().position(|t| *t == CANCEL_REQUESTED);
+        if requested.is_some_and(|at| types[at..].contains(&TIMER_STARTED)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no timer after the cancellation: {types:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The same with no report from the carrier: the delivery deadline set at
+/// shipping still ends the order (`delivery_overdue`).
+#[tokio::test]
+async fn a_refused_cancellation_in_temporal_keeps_the_delivery_deadline() {
+    let app = spawn_app_with_worker_and(&[("ORDERS_DELIVERY_DEADLINE", "3s")]).await;
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(1)).await;
+    app.wait_for_status(&token, &id, "shipped").await;
+    app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
+    app.wait_for_status(&token, &id, "in_transit").await;
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+
+    let outcome = handle.get_result(Default::default()).await.expect("the deadline ends it");
+    assert_eq!(outcome.status, OrderStatus::DeliveryOverdue);
+    app.wait_for_status(&token, &id, "delivery_overdue").await;
 }

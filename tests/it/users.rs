@@ -96,6 +96,31 @@ async fn the_emailed_code_activates_the_account() {
     capture_workflow(&app, &format!("user-{id}"), "user-verified").await;
 }
 
+/// An account created while Temporal is away is still created (201), and its
+/// code is sent once Temporal is back (the recovery loop starts the onboarding):
+/// no account waits for a code that nothing will send.
+#[tokio::test]
+async fn an_account_created_while_temporal_is_away_gets_its_code_later() {
+    let database_url = fresh_database().await;
+    let offline = spawn_app_on(&database_url, &[("TEMPORAL_ADDRESS", "127.0.0.1:1")]).await;
+    let (status, user) = offline.create_user("late@example.com").await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    assert_eq!(offline.count("SELECT count(*) FROM users WHERE id = $1 AND workflow_started_at IS NULL", &id).await, 1);
+    let (status, _) = offline.create_user("late@example.com").await;
+    assert_eq!(status, StatusCode::CONFLICT, "the account exists");
+
+    let mut online = spawn_app_on(&database_url, &[]).await;
+    online.start_worker();
+    let code = online.emailed_code(&id).await;
+    let (status, user) = online.verify(&id, &code).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(
+        online.count("SELECT count(*) FROM users WHERE id = $1 AND workflow_started_at IS NOT NULL", &id).await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn emails_are_unique_whatever_their_case_and_input_is_checked() {
     let app = spawn_app_with_worker().await;

@@ -38,6 +38,9 @@ async fn recorded_histories_still_replay() {
         "order-carrier-events",
         "order-delivery-overdue",
         "order-address-amended",
+        "order-cancel-refused-in-transit",
+        // Recorded before the follows-after-refused-cancel patch: the workflow ended cancelled.
+        "order-cancelled-in-temporal-in-transit",
         "user-verified",
         "user-locked",
         "user-expired",

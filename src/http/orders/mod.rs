@@ -28,7 +28,6 @@ use crate::temporal;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Place an order. Validates and prices it from the catalog, records it, and starts its workflow.
 ///
@@ -104,9 +103,9 @@ async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
         temporal::start_order(client, &state.settings, input).await.map_err(|e| e.to_string())
     };
     // Bounded, so an unreachable Temporal delays the answer by at most this much.
-    let started = match tokio::time::timeout(START_TIMEOUT, attempt).await {
+    let started = match tokio::time::timeout(temporal::START_TIMEOUT, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer from Temporal within {START_TIMEOUT:?}")),
+        Err(_) => Err(format!("no answer from Temporal within {:?}", temporal::START_TIMEOUT)),
     };
     match started {
         // Off the answer's path: an unmarked order only costs the recovery loop a

@@ -17,9 +17,14 @@ use std::time::Duration;
 use futures::FutureExt;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_sdk::workflows::select;
-use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowResult, WorkflowTermination};
+use temporalio_sdk::{
+    ApplicationFailure, TimerOptions, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext, WorkflowResult,
+    WorkflowTermination,
+};
 
-use super::{OrderOutcome, OrderWorkflow, compensation, failure_message, payment, shipment};
+use super::{
+    FOLLOWS_AFTER_REFUSED_CANCEL, OrderOutcome, OrderWorkflow, compensation, failure_message, payment, shipment,
+};
 use crate::activities::OrderActivities;
 use crate::activities::order::{Advance, CarrierReport, Charge, CloseOrder, ProposeStop, Reservation, out_of_stock};
 use crate::db::decisions::{Record, Stop, StopDecision};
@@ -64,10 +69,18 @@ impl OrderWorkflow {
                         Self::set_status(ctx, status);
                         return Ok(Self::outcome(ctx, status));
                     }
-                    // The carrier has the parcel: nothing to undo, and its reports
-                    // are recorded without the workflow.
+                    // The carrier has the parcel: nothing to undo. Workflows of this
+                    // version refuse the cancellation and follow the carrier to the
+                    // end, so the order never stays `in_transit` with nothing to move it.
                     StopDecision::Refused { .. } if cancelled_in_temporal => {
-                        return Err(WorkflowTermination::cancelled());
+                        if !ctx.patched(FOLLOWS_AFTER_REFUSED_CANCEL) {
+                            return Err(WorkflowTermination::cancelled());
+                        }
+                        return match Self::follow_carrier(ctx, id, Some(WorkflowCancellationToken::new())).await? {
+                            Next::Done(outcome) => Ok(outcome),
+                            // No stop is admitted once the carrier has the parcel.
+                            Next::Stopped(_) | Next::Propose(..) => Err(WorkflowTermination::cancelled()),
+                        };
                     }
                     // Only a cancellation in Temporal can come too late: a step's
                     // failure always happens where the order may fail.
@@ -129,7 +142,7 @@ impl OrderWorkflow {
         };
         ctx.state_mut(|s| s.tracking_number = Some(shipped.tracking_number));
         Self::set_status(ctx, OrderStatus::Shipped);
-        Self::follow_carrier(ctx, id).await
+        Self::follow_carrier(ctx, id, None).await
     }
 
     /// Holds the order in `awaiting_review` until the records show a decision (an
@@ -181,12 +194,28 @@ impl OrderWorkflow {
     /// After booking: follows the records the API keeps of the carrier's reports
     /// (pickup, delivery) and of a cancel before pickup, until delivery or the
     /// delivery deadline, which moves the order only if nothing came first.
-    async fn follow_carrier(ctx: &WorkflowContext<Self>, id: OrderId) -> WorkflowResult<Next> {
+    /// `detached` (after a cancellation in Temporal was refused) keeps the waits
+    /// from ending with the workflow's own cancellation; the deadline stays the
+    /// one set at shipping.
+    async fn follow_carrier(
+        ctx: &WorkflowContext<Self>,
+        id: OrderId,
+        detached: Option<WorkflowCancellationToken>,
+    ) -> WorkflowResult<Next> {
         let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
-        let mut deadline = std::pin::pin!(ctx.timer(within).fuse());
+        let now = ctx.workflow_time();
+        let due =
+            ctx.state_mut(|s| *s.delivery_due.get_or_insert_with(|| now.map_or(std::time::UNIX_EPOCH, |t| t + within)));
+        let left = match (detached.is_some(), now) {
+            (true, Some(now)) => due.duration_since(now).unwrap_or(Duration::ZERO).max(Duration::from_millis(1)),
+            _ => within,
+        };
+        let timer = TimerOptions::builder(left).maybe_cancellation_token(detached.clone()).build();
+        let mut deadline = std::pin::pin!(ctx.timer(timer).fuse());
         loop {
+            let wait = WaitConditionOptions::builder().maybe_cancellation_token(detached.clone()).build();
             let woke = select! {
-                r = ctx.wait_condition(woken).fuse() => { r?; true }
+                r = ctx.wait_condition_with_options(woken, wait).fuse() => { r?; true }
                 _ = deadline => false,
             };
             if !woke {

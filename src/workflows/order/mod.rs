@@ -45,6 +45,12 @@ use crate::domain::{Action, Address, OrderId, OrderStatus, ReviewDecision, Shipm
 /// (`follow`); histories without its marker take the path they were made on (`legacy`).
 const DECIDED_IN_POSTGRES: &str = "decided-in-postgres";
 
+/// Patch id: a cancellation in Temporal that comes after the carrier has the
+/// parcel is refused (the table admits none there), and the workflow goes on
+/// following the carrier to delivery or its deadline instead of ending with the
+/// order `in_transit` and nothing left to move it.
+const FOLLOWS_AFTER_REFUSED_CANCEL: &str = "follows-after-refused-cancel";
+
 /// The workflow input: the id plus the policy decided when the order was accepted.
 /// Everything else is in Postgres, the system of record, which keeps history
 /// small and the payment token out of it.
@@ -106,6 +112,8 @@ pub struct OrderWorkflow {
     wakes: u32,
     wakes_read: u32,
     tracking_number: Option<String>,
+    /// When the carrier's delivery deadline falls (workflow time), once shipped.
+    delivery_due: Option<std::time::SystemTime>,
     // What workflows of the version before decide from (`legacy`):
     cancel: Option<CancelRequest>,
     review: Option<ReviewDecision>,
@@ -229,6 +237,7 @@ impl OrderWorkflow {
             wakes: 0,
             wakes_read: 0,
             tracking_number: None,
+            delivery_due: None,
             cancel: None,
             review: None,
             shipment_events: Vec::new(),
