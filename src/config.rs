@@ -99,6 +99,9 @@ pub struct Settings {
     pub delivery_deadline: Duration,
     /// A new account not verified within this is `expired`.
     pub verification_deadline: Duration,
+    /// HMAC key of the stored verification-code hashes: without it, a copy of
+    /// the database does not give the six-digit codes away.
+    pub verification_key: Secret,
     /// Simulated carrier only: report in_transit and delivered after these delays.
     pub simulated_carrier_events: Option<(Duration, Duration)>,
     /// Storefront webhook URL and signing secret; unset means notifications are only logged.
@@ -438,6 +441,11 @@ impl Settings {
         }
         let action_lock_wait = env.duration("ORDERS_ACTION_LOCK_WAIT", Duration::from_secs(5))?;
         let cancel_wait = env.duration("ORDERS_CANCEL_WAIT", Duration::from_secs(10))?;
+        let verification_key = env.required("ORDERS_VERIFICATION_KEY")?;
+        if verification_key.len() < 32 {
+            return Err(ConfigError { var: "ORDERS_VERIFICATION_KEY", message: "must be at least 32 bytes".into() });
+        }
+        let verification_key = Secret::new(verification_key);
         // A cancel waits for the lock, then for the end: both within the request's time.
         if action_lock_wait + cancel_wait >= request_timeout {
             return Err(ConfigError {
@@ -505,6 +513,7 @@ impl Settings {
             review_deadline: env.duration("ORDERS_REVIEW_DEADLINE", Duration::from_secs(24 * 3600))?,
             delivery_deadline: env.duration("ORDERS_DELIVERY_DEADLINE", Duration::from_secs(14 * 24 * 3600))?,
             verification_deadline: env.duration("ORDERS_VERIFICATION_DEADLINE", Duration::from_secs(72 * 3600))?,
+            verification_key,
             simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
                 None => None,
                 Some(_) => Some((
@@ -546,6 +555,7 @@ mod tests {
         let mut env: BTreeMap<String, String> = BTreeMap::from([
             ("DATABASE_URL".into(), "postgres://u:hunter2@localhost/orders".into()),
             ("ORDERS_JWT_SECRET".into(), "0123456789abcdef0123456789abcdef".into()),
+            ("ORDERS_VERIFICATION_KEY".into(), "fedcba9876543210fedcba9876543210".into()),
         ]);
         for (k, v) in vars {
             env.insert((*k).into(), (*v).into());
@@ -562,6 +572,7 @@ mod tests {
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        assert!(!debug.contains("fedcba9876543210"), "{debug}");
     }
 
     #[test]
@@ -578,6 +589,7 @@ mod tests {
             ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/c.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
             ("TEMPORAL_TLS", "maybe", "TEMPORAL_TLS"),
             ("ORDERS_CANCEL_WAIT", "30s", "ORDERS_CANCEL_WAIT"),
+            ("ORDERS_VERIFICATION_KEY", "short", "ORDERS_VERIFICATION_KEY"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

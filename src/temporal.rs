@@ -200,6 +200,7 @@ mod tests {
         let mut settings = Settings::from_lookup(&|k| match k {
             "DATABASE_URL" => Some("postgres://localhost/orders".into()),
             "ORDERS_JWT_SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+            "ORDERS_VERIFICATION_KEY" => Some("fedcba9876543210fedcba9876543210".into()),
             _ => None,
         })
         .unwrap();

@@ -34,7 +34,11 @@ pub fn build(
         .map_err(|e| WorkerError(e.to_string()))?
         .register_workflow::<UserOnboardingWorkflow>()
         .map_err(|e| WorkerError(e.to_string()))?
-        .register_activities(UserActivities { pool: activities.pool.clone(), mailer: mailer.clone() })
+        .register_activities(UserActivities {
+            pool: activities.pool.clone(),
+            mailer: mailer.clone(),
+            verification_key: settings.verification_key.clone(),
+        })
         .register_activities(activities)
         .tuner(tuner(w))
         .max_cached_workflows(w.max_cached_workflows)

@@ -7,14 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::decisions::{self, DecisionError};
 use super::text_enum;
 use crate::domain::UserStatus;
-use crate::domain::user::MAX_CODE_ATTEMPTS;
+use crate::domain::user::{MAX_CODE_ATTEMPTS, same_hash};
 
 text_enum!(UserStatus);
 
@@ -99,35 +98,21 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Err
     Ok(row.map(UserView::from))
 }
 
-/// Stores a new code's hash and queues the email carrying the code, once per
-/// account; returns the code of record (an earlier attempt's, if there was one).
-#[tracing::instrument(name = "db.users.start_verification", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn start_verification(pool: &PgPool, id: Uuid, code_hash: &str, code: &str) -> Result<String, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let queued = sqlx::query(
-        "INSERT INTO user_notifications (user_id, kind, payload) VALUES ($1, 'verification_code', $2) \
-         ON CONFLICT DO NOTHING",
+/// Stores the hash of a new code for an account still waiting for one; the code
+/// itself is never stored (only the email carries it). A retried send replaces
+/// the hash: the code in the latest email is the one that works. Returns whether
+/// the account still waits (an account already decided gets no code).
+#[tracing::instrument(name = "db.users.store_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn store_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<bool, sqlx::Error> {
+    let stored = sqlx::query(
+        "UPDATE users SET code_hash = $2, updated_at = now() WHERE id = $1 AND status = 'pending_verification'",
     )
     .bind(id)
-    .bind(Json(serde_json::json!({"code": code})))
-    .execute(&mut *tx)
+    .bind(code_hash)
+    .execute(pool)
     .await?
     .rows_affected();
-    // A retried activity keeps the first code: the one already emailed.
-    if queued == 1 {
-        sqlx::query("UPDATE users SET code_hash = $2, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(code_hash)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let (payload,): (Json<serde_json::Value>,) =
-        sqlx::query_as("SELECT payload FROM user_notifications WHERE user_id = $1 AND kind = 'verification_code'")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    Ok(payload.0["code"].as_str().unwrap_or(code).to_owned())
+    Ok(stored == 1)
 }
 
 /// What a verification attempt came to.
@@ -150,7 +135,12 @@ pub enum Verify {
 /// are, however many arrive at once (the rest find the account locked, or wait
 /// at most `lock_wait` and are refused as busy).
 #[tracing::instrument(name = "db.users.verify", skip_all, fields(user_id = %id, otel.kind = "client", db.system = "postgresql"))]
-pub async fn verify(pool: &PgPool, lock_wait: Duration, id: Uuid, code_hash: &str) -> Result<Verify, DecisionError> {
+pub async fn verify(
+    pool: &PgPool,
+    lock_wait: Duration,
+    id: Uuid,
+    code_hashes: &[String],
+) -> Result<Verify, DecisionError> {
     let mut tx = decisions::begin(pool, lock_wait).await?;
     let row: Option<(UserStatus, Option<String>, i32)> =
         sqlx::query_as("SELECT status, code_hash, failed_attempts FROM users WHERE id = $1 FOR NO KEY UPDATE")
@@ -162,7 +152,7 @@ pub async fn verify(pool: &PgPool, lock_wait: Duration, id: Uuid, code_hash: &st
         return Ok(Verify::Over(status));
     }
     let Some(stored) = stored else { return Ok(Verify::NoCodeYet) };
-    let verdict = if stored == code_hash {
+    let verdict = if code_hashes.iter().any(|h| same_hash(&stored, h)) {
         sqlx::query("UPDATE users SET status = 'active', code_hash = NULL, updated_at = now() WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -181,18 +171,7 @@ pub async fn verify(pool: &PgPool, lock_wait: Duration, id: Uuid, code_hash: &st
         .bind(locked)
         .execute(&mut *tx)
         .await?;
-        if locked {
-            sqlx::query(
-                "INSERT INTO user_notifications (user_id, kind, payload) VALUES ($1, 'account_locked', '{}') \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            Verify::Locked
-        } else {
-            Verify::Wrong { attempts_left: MAX_CODE_ATTEMPTS - failed }
-        }
+        if locked { Verify::Locked } else { Verify::Wrong { attempts_left: MAX_CODE_ATTEMPTS - failed } }
     };
     tx.commit().await?;
     Ok(verdict)
@@ -208,36 +187,26 @@ pub async fn status(pool: &PgPool, id: Uuid) -> Result<Option<UserStatus>, sqlx:
 /// failed attempts so far). For workflows started before attempts were decided
 /// by the API (their `verify` update).
 #[tracing::instrument(name = "db.users.check_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn check_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<(bool, u32), sqlx::Error> {
+pub async fn check_code(pool: &PgPool, id: Uuid, code_hashes: &[String]) -> Result<(bool, u32), sqlx::Error> {
     let row: Option<(bool, i32)> = sqlx::query_as(
-        "UPDATE users SET failed_attempts = failed_attempts + CASE WHEN code_hash = $2 THEN 0 ELSE 1 END, \
+        "UPDATE users SET failed_attempts = failed_attempts + CASE WHEN code_hash = ANY($2) THEN 0 ELSE 1 END, \
            updated_at = now() WHERE id = $1 AND status = 'pending_verification' \
-         RETURNING COALESCE(code_hash = $2, false), failed_attempts",
+         RETURNING COALESCE(code_hash = ANY($2), false), failed_attempts",
     )
     .bind(id)
-    .bind(code_hash)
+    .bind(code_hashes)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(m, a)| (m, a.max(0) as u32)).unwrap_or((false, u32::MAX)))
 }
 
-/// Ends onboarding in `status`, with its email (the welcome) when `notify` names one.
+/// Ends onboarding in `status` while the account is pending; one already decided keeps its status.
 #[tracing::instrument(name = "db.users.finish", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn finish(pool: &PgPool, id: Uuid, status: UserStatus, notify: Option<&str>) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+pub async fn finish(pool: &PgPool, id: Uuid, status: UserStatus) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET status = $2, code_hash = NULL, updated_at = now() WHERE id = $1 AND status = 'pending_verification'")
         .bind(id)
         .bind(status)
-        .execute(&mut *tx)
+        .execute(pool)
         .await?;
-    if let Some(kind) = notify {
-        sqlx::query(
-            "INSERT INTO user_notifications (user_id, kind, payload) VALUES ($1, $2, '{}') ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(kind)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    Ok(())
 }

@@ -15,7 +15,7 @@ use super::error::{ApiError, Problem};
 use super::extract::JsonBody;
 use super::state::AppState;
 use crate::db::users::{self, UserView, Verify};
-use crate::domain::user::{code_hash, parse_email};
+use crate::domain::user::{code_hashes, parse_email};
 use crate::domain::validation::text;
 use crate::domain::{FieldError, FieldErrors, UserStatus};
 use crate::temporal;
@@ -116,7 +116,8 @@ pub async fn verify(
     }
     let lock_wait = state.settings.action_lock_wait;
     let wrong = |message: String| ApiError::Validation(vec![FieldError { pointer: "/code".into(), message }]);
-    match users::verify(&state.pool, lock_wait, id, &code_hash(id, &code)).await? {
+    let hashes = code_hashes(state.settings.verification_key.expose().as_bytes(), id, &code);
+    match users::verify(&state.pool, lock_wait, id, &hashes).await? {
         Verify::Activated => tell_decided(&state, id).await,
         Verify::Locked => {
             tell_decided(&state, id).await;

@@ -84,6 +84,7 @@ impl Stack {
             ("ORDERS_WORKER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
             ("ORDERS_METRICS_ADDR", format!("127.0.0.1:{api_metrics}")),
             ("ORDERS_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("ORDERS_VERIFICATION_KEY", VERIFICATION_KEY.to_owned()),
             ("ORDERS_START_RECOVERY_INTERVAL", "1s".to_owned()),
             // What production logs, whatever the test run's own level.
             ("RUST_LOG", "info".to_owned()),

@@ -2,7 +2,7 @@
 //! on a task queue of the test's own, all against the servers `scripts/test` runs.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use temporalio_client::WorkflowFetchHistoryOptions;
 use temporalio_sdk::Runtime;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const VERIFICATION_KEY: &str = "test-verification-key-test-verification-key";
 
 fn required_env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test"))
@@ -35,6 +37,7 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("ORDERS_HTTP_ADDR".into(), "127.0.0.1:0".into()),
         ("ORDERS_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("ORDERS_JWT_SECRET".into(), JWT_SECRET.into()),
+        ("ORDERS_VERIFICATION_KEY".into(), VERIFICATION_KEY.into()),
         ("ORDERS_DB_MAX_CONNECTIONS".into(), "10".into()),
         ("ORDERS_WORKER_MAX_ACTIVITIES".into(), "4".into()),
         ("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES".into(), "4".into()),
@@ -338,4 +341,93 @@ pub fn report_race(race: &str, rounds: usize, orders: usize, ends: &BTreeMap<Str
     use std::io::Write;
     let mut file = std::fs::File::options().create(true).append(true).open(path).expect("open the faults report");
     writeln!(file, "{line}").expect("write the faults report");
+}
+
+/// Accepts every message and keeps its DATA (headers and body).
+#[derive(Clone, Default)]
+pub struct SmtpSink {
+    pub messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> (SmtpSink, String) {
+        let sink = SmtpSink::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let messages = sink.messages.clone();
+        // Its own thread and runtime: the worker's shutdown may still talk SMTP
+        // (a pooled connection's QUIT) while the test's runtime is blocked joining
+        // the worker thread; on that runtime the sink would never answer.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sink runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    let messages = messages.clone();
+                    tokio::spawn(async move {
+                        let (read, mut write) = stream.into_split();
+                        let mut lines = BufReader::new(read).lines();
+                        let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                        let mut data: Option<String> = None;
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if let Some(buf) = data.as_mut() {
+                                if line == "." {
+                                    messages.lock().unwrap().push(data.take().unwrap_or_default());
+                                    let _ = write.write_all(b"250 queued\r\n").await;
+                                } else {
+                                    buf.push_str(&line);
+                                    buf.push('\n');
+                                }
+                                continue;
+                            }
+                            let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                            let reply: &[u8] = match verb.as_str() {
+                                "DATA" => {
+                                    data = Some(String::new());
+                                    b"354 go ahead\r\n"
+                                }
+                                "QUIT" => {
+                                    let _ = write.write_all(b"221 bye\r\n").await;
+                                    break;
+                                }
+                                _ => b"250 ok\r\n",
+                            };
+                            let _ = write.write_all(reply).await;
+                        }
+                    });
+                }
+            });
+        });
+        (sink, url)
+    }
+
+    pub async fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(m) = self.messages.lock().unwrap().iter().find(|m| m.contains(what)) {
+                return m.clone();
+            }
+            assert!(Instant::now() < deadline, "no email containing {what:?}: {:?}", self.messages.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl SmtpSink {
+    /// The six-digit code in the verification email to `address`.
+    pub async fn code_for(&self, address: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.messages.lock().unwrap().iter().rev().find_map(|m| {
+                let code = m.split("Your code: ").nth(1)?;
+                m.contains(address).then(|| code.chars().take(6).collect::<String>())
+            });
+            if let Some(code) = found {
+                return code;
+            }
+            assert!(Instant::now() < deadline, "no verification email to {address}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
