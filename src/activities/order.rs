@@ -180,17 +180,24 @@ async fn lock(pool: &PgPool, id: OrderId) -> Result<(Locked, orders::Locked), Ac
 
 /// Locks the order for a party call, or refuses once its compensation has begun
 /// (the fence): the attempt then outlived its run, or the order was stopped
-/// (cancelled, say) before it, and calls no party.
+/// (cancelled, say) before it, and calls no party. The call counted for it is
+/// taken back, so that compensation knows the party never heard of it.
 async fn lock_for_party_call(
     pool: &PgPool,
     id: OrderId,
-    step: &str,
+    step: Step,
     failure: &str,
 ) -> Result<(Locked, orders::Locked), ActivityError> {
-    let (tx, locked) = lock(pool, id).await?;
+    let (mut tx, locked) = lock(pool, id).await?;
     if locked.stopped {
-        tracing::warn!("{step} refused: the order's compensation has begun");
-        return Err(permanent(failure, format!("the order is being stopped: no {step} was made")));
+        party_calls::uncount(&mut *tx, id, step).await?;
+        tx.commit().await?;
+        let what = match step {
+            Step::Charge => "charge",
+            Step::BookShipment => "booking",
+        };
+        tracing::warn!("{what} refused: the order's compensation has begun");
+        return Err(permanent(failure, format!("the order is being stopped: no {what} was made")));
     }
     Ok((tx, locked))
 }
@@ -213,7 +220,7 @@ impl OrderActivities {
         if failures >= GATEWAY_CALLS {
             return Err(permanent(PAYMENT_FAILED, format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
         }
-        let (mut tx, locked) = lock_for_party_call(&self.pool, id, "charge", PAYMENT_FAILED).await?;
+        let (mut tx, locked) = lock_for_party_call(&self.pool, id, Step::Charge, PAYMENT_FAILED).await?;
         // Another attempt may have finished while this one waited for the lock.
         let payment = payments::find(&mut *tx, id, payments::Kind::Charge).await?.ok_or_else(|| missing(id))?;
         if let Some(result) = answered(payment)? {
@@ -258,7 +265,7 @@ impl OrderActivities {
         if failures >= CARRIER_CALLS {
             return Err(permanent(SHIPMENT_REJECTED, format!("no answer from the carrier in {CARRIER_CALLS} calls")));
         }
-        let (mut tx, locked) = lock_for_party_call(&self.pool, id, "booking", SHIPMENT_REJECTED).await?;
+        let (mut tx, locked) = lock_for_party_call(&self.pool, id, Step::BookShipment, SHIPMENT_REJECTED).await?;
         // Another attempt may have booked while this one waited for the lock.
         if let Some(booking) = shipments::find(&mut *tx, id).await? {
             return Ok((tx, booking));

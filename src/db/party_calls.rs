@@ -56,6 +56,22 @@ pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<Calls, sqlx
     .await
 }
 
+/// Takes back a call counted but not made (the fence refused it).
+#[tracing::instrument(name = "db.party_calls.uncount", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+pub async fn uncount<'c>(conn: impl PgExecutor<'c>, id: OrderId, step: Step) -> Result<(), sqlx::Error> {
+    // A row whose every call was taken back is deleted (calls must stay positive).
+    sqlx::query(
+        "WITH down AS (UPDATE party_calls SET calls = calls - 1 WHERE order_id = $1 AND step = $2 AND calls > 1 \
+                       RETURNING 1) \
+         DELETE FROM party_calls WHERE order_id = $1 AND step = $2 AND calls = 1 AND NOT EXISTS (SELECT 1 FROM down)",
+    )
+    .bind(id.0)
+    .bind(step)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Counts a transient failure the party answered, and returns the failures so far.
 #[tracing::instrument(name = "db.party_calls.failed", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
 pub async fn failed(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {

@@ -191,6 +191,31 @@ async fn counted_calls_that_never_happened_leave_the_bound_to_the_party() {
     assert_eq!(calls.failures, 2);
 }
 
+/// A charge recorded as intended (`pending`) whose call the fence then refused
+/// (the order stopped in between) leaves no `pending` payment on the stopped
+/// order: compensation settles it without asking the gateway, which never heard of it.
+#[tokio::test]
+async fn a_charge_refused_by_the_fence_leaves_no_pending_payment() {
+    let app = spawn_app().await;
+    let gateway = Arc::new(CountingGateway::default());
+    let env = environment(&app, gateway.clone());
+    let (id, oid) = order(&app, &widgets(1)).await;
+    env.run(OrderActivities::reserve_inventory, oid).await.unwrap();
+    let total: rust_decimal::Decimal =
+        sqlx::query_scalar("SELECT total FROM orders WHERE id = $1").bind(oid.0).fetch_one(&app.pool).await.unwrap();
+    orders::db::payments::begin(&app.pool, oid, orders::db::payments::Kind::Charge, total).await.unwrap();
+    orders::db::orders::fence(&app.pool, oid).await.unwrap();
+
+    let refused = refused_for_good(env.run(OrderActivities::charge_payment, oid).await);
+    assert!(refused.contains("being stopped"), "{refused}");
+    env.run(OrderActivities::refund_payment, oid).await.unwrap();
+
+    assert_eq!(gateway.charges.load(Ordering::SeqCst) + gateway.refunds.load(Ordering::SeqCst), 0);
+    assert!(app.payments(&id).await.is_empty(), "{:?}", app.payments(&id).await);
+    let view: serde_json::Value = app.get_order(&app.customer("alice"), &id).await.json().await.unwrap();
+    assert_eq!(view["payment"]["status"], "not_attempted");
+}
+
 #[tokio::test]
 async fn a_declined_charge_stays_declined_on_retry() {
     let app = spawn_app().await;

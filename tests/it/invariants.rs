@@ -51,6 +51,17 @@ pub(crate) async fn check_records(db: &PgPool, loaded: &[(&str, i32)]) -> Vec<St
             v.push(format!("order {id} is {}, but its parcel left with the carrier", status.as_str()));
         }
     }
+    // Records that lie: an order that ended shows no payment still `pending`
+    // (a charge whose outcome was never settled, or a refund never finished).
+    let pending: Vec<(Uuid, OrderStatus, String)> = sqlx::query_as(
+        "SELECT o.id, o.status, p.kind FROM orders o JOIN payments p ON p.order_id = o.id WHERE p.status = 'pending'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    for (id, status, kind) in pending.into_iter().filter(|(_, status, _)| status.is_terminal()) {
+        v.push(format!("order {id} is {} with its {kind} still pending", status.as_str()));
+    }
     // Stock: what was loaded is available, reserved or shipped; reserved is
     // exactly what reservations hold, shipped what the carrier took, and no
     // failed or cancelled order holds any.
