@@ -124,6 +124,9 @@ pub struct Settings {
     /// How long `POST /orders/{id}/cancel` waits for compensation to finish before
     /// it answers 202 (accepted, still compensating) instead of 200 with the end.
     pub cancel_wait: Duration,
+    /// An event stream re-reads its order this often even without a NOTIFY (a
+    /// missed one, or a lost listener connection, costs at most this).
+    pub events_fallback_poll: Duration,
 }
 
 /// TLS to Temporal, with the variable names of Temporal's own environment configuration.
@@ -446,6 +449,13 @@ impl Settings {
             return Err(ConfigError { var: "ORDERS_VERIFICATION_KEY", message: "must be at least 32 bytes".into() });
         }
         let verification_key = Secret::new(verification_key);
+        let events_fallback_poll = env.duration("ORDERS_EVENTS_FALLBACK_POLL", Duration::from_secs(5))?;
+        if events_fallback_poll < Duration::from_millis(100) {
+            return Err(ConfigError {
+                var: "ORDERS_EVENTS_FALLBACK_POLL",
+                message: "must be at least 100ms (every open stream re-reads its order this often)".into(),
+            });
+        }
         // A cancel waits for the lock, then for the end: both within the request's time.
         if action_lock_wait + cancel_wait >= request_timeout {
             return Err(ConfigError {
@@ -514,6 +524,7 @@ impl Settings {
             delivery_deadline: env.duration("ORDERS_DELIVERY_DEADLINE", Duration::from_secs(14 * 24 * 3600))?,
             verification_deadline: env.duration("ORDERS_VERIFICATION_DEADLINE", Duration::from_secs(72 * 3600))?,
             verification_key,
+            events_fallback_poll,
             simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
                 None => None,
                 Some(_) => Some((
@@ -590,6 +601,7 @@ mod tests {
             ("TEMPORAL_TLS", "maybe", "TEMPORAL_TLS"),
             ("ORDERS_CANCEL_WAIT", "30s", "ORDERS_CANCEL_WAIT"),
             ("ORDERS_VERIFICATION_KEY", "short", "ORDERS_VERIFICATION_KEY"),
+            ("ORDERS_EVENTS_FALLBACK_POLL", "0s", "ORDERS_EVENTS_FALLBACK_POLL"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -4,7 +4,8 @@
 //! subscribers through a broadcast channel; a subscriber only borrows a pooled
 //! connection for the moment it reads new events, so idle subscribers hold
 //! none. Works across replicas (NOTIFY reaches every listener) and survives a
-//! lost listener connection by also re-reading on a slow timer.
+//! lost listener connection by also re-reading on a slow timer
+//! (`ORDERS_EVENTS_FALLBACK_POLL`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,9 +24,6 @@ use crate::domain::{OrderId, OrderStatus};
 use crate::http::auth::{Caller, Role};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-
-/// Re-read even without a notification this often (a missed NOTIFY costs at most this).
-const FALLBACK_POLL: Duration = Duration::from_secs(5);
 
 /// Relays NOTIFYs on `order_events` to in-process subscribers.
 #[derive(Clone)]
@@ -102,6 +100,7 @@ struct Subscription {
     rx: broadcast::Receiver<Uuid>,
     pending: std::collections::VecDeque<EventView>,
     finished: bool,
+    fallback_poll: Duration,
 }
 
 /// Status changes of an order as they happen; resumable with `Last-Event-ID`;
@@ -133,6 +132,7 @@ pub async fn stream(
         rx: state.events.subscribe(),
         pending: Default::default(),
         finished: false,
+        fallback_poll: state.settings.events_fallback_poll,
     };
     let stream = futures::stream::unfold(sub, |mut sub| async move {
         loop {
@@ -166,7 +166,7 @@ pub async fn stream(
                     }
                 }
             };
-            let _ = tokio::time::timeout(FALLBACK_POLL, wait).await;
+            let _ = tokio::time::timeout(sub.fallback_poll, wait).await;
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
