@@ -104,8 +104,8 @@ pub struct Settings {
     pub verification_key: Secret,
     /// Simulated carrier only: report in_transit and delivered after these delays.
     pub simulated_carrier_events: Option<(Duration, Duration)>,
-    /// Storefront webhook URL and signing secret; unset means notifications are only logged.
-    pub webhook: Option<(String, Secret)>,
+    /// Storefront webhooks; unset means notifications are only logged.
+    pub webhook: Option<WebhookSettings>,
     /// SMTP URL (it may carry credentials) and the From address; unset means emails are only logged.
     pub smtp: Option<(Secret, String)>,
     pub worker: WorkerSettings,
@@ -127,6 +127,55 @@ pub struct Settings {
     /// An event stream re-reads its order this often even without a NOTIFY (a
     /// missed one, or a lost listener connection, costs at most this).
     pub events_fallback_poll: Duration,
+}
+
+/// Where storefront webhooks go and the keys they are signed with (Standard Webhooks).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// One key normally; during a rotation the old and the new (each delivery is
+    /// signed with every one, so receivers holding either accept it).
+    pub keys: Vec<SigningKey>,
+}
+
+/// A webhook signing key: the bytes under a `whsec_<base64>` secret (or, for a
+/// secret without that prefix, its own bytes). Never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    /// Parses `ORDERS_WEBHOOK_SECRET`: secrets separated by spaces or commas.
+    pub fn parse_all(value: &str) -> Result<Vec<SigningKey>, String> {
+        use base64::Engine;
+        let keys: Vec<SigningKey> = value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(|secret| match secret.strip_prefix("whsec_") {
+                Some(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("a whsec_ secret must be base64 after the prefix: {e}"))
+                    .and_then(|k| {
+                        if k.len() >= 24 { Ok(SigningKey(k)) } else { Err("a key must be at least 24 bytes".into()) }
+                    }),
+                None if secret.len() >= 32 => Ok(SigningKey(secret.as_bytes().to_vec())),
+                None => Err("must be whsec_<base64> (or at least 32 bytes)".into()),
+            })
+            .collect::<Result<_, String>>()?;
+        if keys.is_empty() {
+            return Err("is empty".into());
+        }
+        Ok(keys)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// TLS to Temporal, with the variable names of Temporal's own environment configuration.
@@ -403,13 +452,9 @@ impl Settings {
                     });
                 }
                 let secret = env.required("ORDERS_WEBHOOK_SECRET")?;
-                if secret.len() < 32 {
-                    return Err(ConfigError {
-                        var: "ORDERS_WEBHOOK_SECRET",
-                        message: "must be at least 32 bytes".into(),
-                    });
-                }
-                Some((url, Secret::new(secret)))
+                let keys = SigningKey::parse_all(&secret)
+                    .map_err(|message| ConfigError { var: "ORDERS_WEBHOOK_SECRET", message })?;
+                Some(WebhookSettings { url, keys })
             }
         };
         let smtp = env.get("ORDERS_SMTP_URL").map(|url| {

@@ -108,7 +108,7 @@ pub fn from_settings(
         _ => None,
     };
     let webhook: Arc<dyn Notifier> = match &settings.webhook {
-        Some((url, secret)) => Arc::new(WebhookNotifier::new(http_for_webhooks, url.clone(), secret.clone())),
+        Some(w) => Arc::new(WebhookNotifier::new(http_for_webhooks, w.url.clone(), w.keys.clone())),
         None => Arc::new(LogNotifier(Channel::Webhook)),
     };
     let email: Arc<dyn Notifier> = match mailer(settings)? {

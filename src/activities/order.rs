@@ -560,7 +560,8 @@ impl OrderActivities {
         e: CarrierException,
     ) -> Result<(), ActivityError> {
         let mut tx = self.pool.begin().await?;
-        orders::record_event(&mut tx, e.order_id, "exception", &format!("exception@{}", e.at), Some(&e.detail)).await?;
+        orders::record_event(&mut tx, e.order_id, orders::EXCEPTION, &format!("exception@{}", e.at), Some(&e.detail))
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -256,7 +256,7 @@ pub async fn carrier_report(
                 return Ok(CarrierReport::TooMany);
             }
             let key = format!("exception@{at}");
-            if orders::record_event(&mut tx, id, "exception", &key, Some(&detail)).await?.is_none() {
+            if orders::record_event(&mut tx, id, orders::EXCEPTION, &key, Some(&detail)).await?.is_none() {
                 return Ok(CarrierReport::Unchanged(locked.status));
             }
             (locked.status, false)
@@ -328,7 +328,7 @@ pub async fn amend(
         .await?;
     let detail = format!("shipping address changed to {}, {}", address.city, address.zip_code);
     let key = format!("address@{}", amended + 1);
-    orders::record_event(&mut tx, id, "address_changed", &key, Some(&detail)).await?;
+    orders::record_event(&mut tx, id, orders::ADDRESS_CHANGED, &key, Some(&detail)).await?;
     let seq = count_decision(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Ok(seq))

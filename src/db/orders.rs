@@ -13,10 +13,15 @@ use super::payments;
 use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
-/// Timeline events that are not status changes (the status stays): a party
-/// refused a compensation for good (see `activities::order`).
+/// Timeline events that are not status changes (the status stays): a carrier
+/// exception, an address change, and a party's refusal for good of a
+/// compensation (see `activities::order`). With the statuses, these are the
+/// event types (`order.<event>`) that webhooks carry.
+pub const EXCEPTION: &str = "exception";
+pub const ADDRESS_CHANGED: &str = "address_changed";
 pub const REFUND_REFUSED: &str = "refund_refused";
 pub const CANCELLATION_REFUSED: &str = "cancellation_refused";
+pub const OTHER_EVENTS: [&str; 4] = [EXCEPTION, ADDRESS_CHANGED, REFUND_REFUSED, CANCELLATION_REFUSED];
 
 /// The LISTEN/NOTIFY channel announcing new timeline events; the payload is the order id.
 pub const EVENTS_CHANNEL: &str = "order_events";

@@ -17,13 +17,81 @@ use super::{error, health, orders, products, users};
     info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
     paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::actions::cancel, orders::actions::amend_address,
         orders::actions::review, orders::actions::shipment_event, products::list, users::create, users::verify, users::get, health::healthz, health::readyz),
-    components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError)),
-    modifiers(&BearerAuth, &CommonErrors),
+    components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError, WebhookEvent)),
+    modifiers(&BearerAuth, &CommonErrors, &Webhooks),
     tags((name = "orders"), (name = "catalog"), (name = "users"), (name = "health"))
 )]
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// The body of every storefront webhook. Signed per Standard Webhooks: see the
+/// `webhook-*` headers of each entry under `webhooks`, and the README.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)] // documentation only: `activities::notifier::Notification` is what is sent
+struct WebhookEvent {
+    /// The event id, also sent as `webhook-id`: the same on every retry; de-duplicate on it.
+    #[schema(example = 42)]
+    id: i64,
+    /// `order.<status>` for a status change; `order.exception`, `order.address_changed`,
+    /// `order.refund_refused` or `order.cancellation_refused` otherwise.
+    #[serde(rename = "type")]
+    #[schema(example = "order.paid")]
+    kind: String,
+    #[schema(value_type = String, format = Uuid)]
+    order_id: uuid::Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    data: WebhookEventData,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct WebhookEventData {
+    #[schema(value_type = String, format = Uuid)]
+    order_id: uuid::Uuid,
+    /// The timeline event's status (the part of `type` after `order.`).
+    #[schema(example = "paid")]
+    status: String,
+    #[schema(example = "payment captured: ch_123")]
+    detail: Option<String>,
+}
+
+/// The OpenAPI 3.1 `webhooks` section: one entry per event type the storefront
+/// receives (utoipa has no builder for it, so it is written as JSON).
+struct Webhooks;
+
+impl Modify for Webhooks {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use serde_json::json;
+        let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
+        let parameters = json!([
+            header("webhook-id", "The event id (as in the body): the same on every retry"),
+            header("webhook-timestamp", "Unix seconds when this attempt was sent; refuse stale ones"),
+            header(
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256(key, \"{webhook-id}.{webhook-timestamp}.{body}\")>` per key, space-separated (Standard Webhooks)"
+            ),
+        ]);
+        let events = crate::domain::OrderStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(crate::db::orders::OTHER_EVENTS)
+            .map(|event| {
+                let operation = json!({
+                    "summary": format!("order.{event}"),
+                    "description": format!("POSTed to ORDERS_WEBHOOK_URL when an order's timeline records `{event}`."),
+                    "parameters": parameters,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookEvent"}}}},
+                    "responses": {"2XX": {"description": "Acknowledged. Any other answer is retried with backoff (1 s doubling to 10 min, for up to a day)."}},
+                });
+                (format!("order.{event}"), json!({"post": operation}))
+            })
+            .collect::<serde_json::Map<_, _>>();
+        let extensions = doc.extensions.get_or_insert_with(Default::default);
+        // Not an `x-` extension: `extensions` is only where utoipa lets a top-level field in.
+        std::ops::DerefMut::deref_mut(extensions).insert("webhooks".into(), serde_json::Value::Object(events));
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
