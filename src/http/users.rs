@@ -41,7 +41,7 @@ pub struct VerifyBody {
 /// Create an account (`pending_verification`) and email it a verification code.
 /// While Temporal is away the account is still created (201), and the code is
 /// sent once it is back.
-#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
+#[utoipa::path(post, path = "/users", operation_id = "createUser", tag = "users", request_body = CreateUser,
     responses(
         (status = 201, body = UserView, headers(("Location" = String, description = "/users/{id}"))),
         (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
@@ -89,7 +89,7 @@ async fn start_onboarding(state: &AppState, id: Uuid) {
 /// `attempts_left`; the fifth wrong code locks the account (409 afterwards).
 /// Attempts are decided one at a time: however many arrive at once, at most
 /// five wrong ones are ever compared, and the rest are answered 409.
-#[utoipa::path(post, path = "/users/{id}/verify", tag = "users", request_body = VerifyBody,
+#[utoipa::path(post, path = "/users/{id}/verify", operation_id = "verifyUser", tag = "users", request_body = VerifyBody,
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "Verified: the account is active", body = UserView),
@@ -150,7 +150,7 @@ async fn tell_decided(state: &AppState, id: Uuid) {
 }
 
 /// The account, for the user themself (token `sub` = the user id) or an admin.
-#[utoipa::path(get, path = "/users/{id}", tag = "users",
+#[utoipa::path(get, path = "/users/{id}", operation_id = "getUser", tag = "users",
     params(("id" = String, Path, description = "User id")), security(("bearerAuth" = [])),
     responses((status = 200, body = UserView)))]
 pub async fn get(

@@ -12,6 +12,24 @@ fn the_committed_openapi_document_is_current() {
     );
 }
 
+/// Client generators name methods after operation ids: each is unique and
+/// camelCase (`createOrder`, `listOrders`), so no two methods clash; and the
+/// document names its server.
+#[test]
+fn operation_ids_are_unique_and_named_for_generators() {
+    let doc: serde_json::Value = serde_json::from_str(&orders::http::openapi::document().unwrap()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(id.chars().next().unwrap().is_ascii_lowercase() && id.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(ids.insert(id.to_owned()), "{id} is used twice");
+        }
+    }
+    assert!(ids.contains("createOrder") && ids.contains("listOrders") && ids.contains("getOrder"));
+    assert!(doc["servers"][0]["url"].is_string());
+}
+
 /// Every operation documents every status the service can answer it with, so
 /// clients and the contract fuzzer (scripts/contract) are never surprised:
 /// 429/500/503 everywhere, 401/403 where a token is needed, 404 where the path

@@ -123,7 +123,7 @@ pub struct CancelBody {
 /// released stock. Answers 200 with the cancelled order once that is done, or
 /// 202 with the order as it is if it takes longer than `ORDERS_CANCEL_WAIT`
 /// (the cancel stands and completes). Sending it again is answered the same way.
-#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", request_body = CancelBody,
+#[utoipa::path(post, path = "/orders/{id}/cancel", operation_id = "cancelOrder", tag = "orders", request_body = CancelBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Cancelled (now, or it already was)", body = OrderView),
@@ -162,7 +162,7 @@ pub async fn cancel(
 /// Change the shipping address until the shipment is booked; the carrier gets
 /// the address of the last change answered 200 (a change that arrives once the
 /// booking has begun is refused with 409). At most 10 changes per order.
-#[utoipa::path(patch, path = "/orders/{id}/shipping-address", tag = "orders", request_body = AddressInput,
+#[utoipa::path(patch, path = "/orders/{id}/shipping-address", operation_id = "amendShippingAddress", tag = "orders", request_body = AddressInput,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 200, body = OrderView),
@@ -225,7 +225,7 @@ pub struct ReviewBody {
 /// the order then continues to the charge, or is cancelled with compensation.
 /// The first decision counts: the same one again is answered 202, the other
 /// one 409, as is a decision on an order cancelled or timed out before it.
-#[utoipa::path(post, path = "/orders/{id}/review", tag = "orders", request_body = ReviewBody,
+#[utoipa::path(post, path = "/orders/{id}/review", operation_id = "reviewOrder", tag = "orders", request_body = ReviewBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),
@@ -283,7 +283,7 @@ pub struct ShipmentEventBody {
 /// order `in_transit` (from then on it can no longer be cancelled), delivery
 /// `delivered`; duplicates and late events are accepted and change nothing. An
 /// order cancelled before the report is answered 409, so the carrier knows.
-#[utoipa::path(post, path = "/orders/{id}/shipment-events", tag = "orders", request_body = ShipmentEventBody,
+#[utoipa::path(post, path = "/orders/{id}/shipment-events", operation_id = "reportShipmentEvent", tag = "orders", request_body = ShipmentEventBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
         (status = 202, body = OrderView),

@@ -105,7 +105,7 @@ struct Subscription {
 
 /// Status changes of an order as they happen; resumable with `Last-Event-ID`;
 /// the stream ends after a terminal status.
-#[utoipa::path(get, path = "/orders/{id}/events", tag = "orders",
+#[utoipa::path(get, path = "/orders/{id}/events", operation_id = "streamOrderEvents", tag = "orders",
     params(("id" = String, Path, description = "Order id"),
         ("Last-Event-ID" = Option<String>, Header, description = "resume after this event `id` (anything else: from the start)")),
     security(("bearerAuth" = [])),

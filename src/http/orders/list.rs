@@ -90,7 +90,7 @@ fn parse(params: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
 }
 
 /// Orders, newest first. Customers see only their own; admins may filter by `customer_id`.
-#[utoipa::path(get, path = "/orders", tag = "orders", params(ListParams),
+#[utoipa::path(get, path = "/orders", operation_id = "listOrders", tag = "orders", params(ListParams),
     security(("bearerAuth" = [])),
     responses(
         (status = 200, body = OrderPage),

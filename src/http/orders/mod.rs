@@ -33,14 +33,15 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 ///
 /// With an `Idempotency-Key` header, repeating the same request returns the same
 /// order (200, `Idempotent-Replayed: true`); the same key with another body is 409.
-#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+#[utoipa::path(post, path = "/orders", operation_id = "createOrder", tag = "orders", request_body = CreateOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
         description = "1-255 visible ASCII characters; makes retries safe")),
     security(("bearerAuth" = [])),
     responses(
         (status = 201, description = "Order accepted", body = OrderView,
             headers(("Location" = String, description = "/orders/{id}"))),
-        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = OrderView),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = OrderView,
+            headers(("Idempotent-Replayed" = String, description = "`true`: this is the order the first request with this key made"))),
         (status = 409, description = "price_changed, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(customer_id = %caller.subject, order_id))]
@@ -216,7 +217,7 @@ pub(super) async fn visible_order(
 
 /// An order with its lines, totals, payment and shipment summary and timeline.
 /// Customers see only their own orders (another's is 404); admins see all.
-#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+#[utoipa::path(get, path = "/orders/{id}", operation_id = "getOrder", tag = "orders",
     params(("id" = String, Path, description = "Order id (UUID)")),
     security(("bearerAuth" = [])),
     responses(
