@@ -88,7 +88,7 @@ async fn same_idempotency_key_and_body_replays_the_same_order() {
 }
 
 /// Twenty clients race with one key and two different bodies: one order; the
-/// clients that sent its body get it (200), the others a conflict (409).
+/// clients that sent its body get it (200), the others 422 (the key was used with another body).
 #[tokio::test]
 async fn a_key_raced_with_two_bodies_makes_one_order() {
     let app = spawn_app().await;
@@ -106,7 +106,7 @@ async fn a_key_raced_with_two_bodies_makes_one_order() {
     let winner = bodies_of[&201][0];
     assert!(bodies_of.get(&200).into_iter().flatten().all(|q| *q == winner), "replays return the winner");
     let replays = bodies_of.get(&200).map_or(0, Vec::len);
-    let conflicts = bodies_of.get(&409).map_or(0, Vec::len);
+    let conflicts = bodies_of.get(&422).map_or(0, Vec::len);
     assert_eq!((replays, conflicts), (9, 10), "{bodies_of:?}");
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 1);
@@ -149,11 +149,12 @@ async fn a_replay_after_a_price_change_or_a_deactivated_sku_returns_the_first_or
 }
 
 #[tokio::test]
-async fn same_idempotency_key_with_another_body_is_a_conflict() {
+async fn same_idempotency_key_with_another_body_is_refused() {
     let app = spawn_app().await;
     let token = app.customer("alice");
     assert_eq!(app.post_order_with_key(&token, &widgets(1), Some("k")).await.status(), StatusCode::CREATED);
-    let body = problem(app.post_order_with_key(&token, &widgets(2), Some("k")).await, StatusCode::CONFLICT).await;
+    let body =
+        problem(app.post_order_with_key(&token, &widgets(2), Some("k")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["type"], "/problems/idempotency-key-reused");
 }
 

@@ -31,8 +31,11 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Place an order. Validates and prices it from the catalog, records it, and starts its workflow.
 ///
-/// With an `Idempotency-Key` header, repeating the same request returns the same
-/// order (200, `Idempotent-Replayed: true`); the same key with another body is 409.
+/// With an `Idempotency-Key` header (draft-ietf-httpapi-idempotency-key-header),
+/// repeating the same request returns the same order (200, `Idempotent-Replayed:
+/// true`), even if prices or the catalog changed since; the same key with another
+/// body is 422. A repeat sent while the first is still being recorded waits for it
+/// and gets its answer.
 #[utoipa::path(post, path = "/orders", operation_id = "createOrder", tag = "orders", request_body = CreateOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
         description = "1-255 visible ASCII characters; makes retries safe")),
@@ -42,7 +45,8 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
             headers(("Location" = String, description = "/orders/{id}"))),
         (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = OrderView,
             headers(("Idempotent-Replayed" = String, description = "`true`: this is the order the first request with this key made"))),
-        (status = 409, description = "price_changed, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "price_changed: a sent unit_price is not the catalog's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`), or an Idempotency-Key used before with another body (`/problems/idempotency-key-reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(customer_id = %caller.subject, order_id))]
 pub async fn create(
