@@ -293,3 +293,43 @@ mod tests {
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
+
+#[cfg(test)]
+mod problem_types {
+    use super::*;
+    use crate::http::problems;
+
+    /// Every error's `type` has its page, with the same title and status.
+    #[test]
+    fn every_error_has_a_documented_type() {
+        let all = [
+            ApiError::Validation(vec![]),
+            ApiError::MalformedJson(String::new()),
+            ApiError::BadRequest(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::BodyTimeout,
+            ApiError::Unauthorized,
+            ApiError::Forbidden,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::PriceChanged(vec![]),
+            ApiError::IdempotencyKeyReused,
+            ApiError::InvalidState(String::new()),
+            ApiError::Busy,
+            ApiError::RateLimited(std::time::Duration::from_secs(1)),
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for e in all {
+            let p = e.problem();
+            let name =
+                p.kind.strip_prefix("/problems/").unwrap_or_else(|| panic!("{} is not under /problems/", p.kind));
+            let t = problems::find(name).unwrap_or_else(|| panic!("{name} has no page"));
+            assert_eq!((t.title, t.status), (p.title, p.status), "{name}");
+            seen.insert(name);
+        }
+        assert_eq!(seen.len(), problems::TYPES.len(), "every listed type is one an error answers with");
+    }
+}

@@ -8,6 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod problems;
 pub mod products;
 pub mod rate_limit;
 pub mod serve;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{id}", get(users::get))
         .route("/users/{id}/verify", post(users::verify))
+        .route("/problems/{name}", get(problems::page))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         // Order and account data is private: never cached by browsers or proxies.

@@ -648,3 +648,30 @@ async fn sign_ups_have_a_stricter_limit_of_their_own() {
         assert_eq!(app.http.get(format!("{}/products", app.address)).send().await.unwrap().status(), StatusCode::OK);
     }
 }
+
+/// A problem's `type` resolves, against the API's own address, to a page that
+/// says what it means and what to do; an unknown type is a 404 problem.
+#[tokio::test]
+async fn every_problem_type_resolves_to_a_page_that_explains_it() {
+    let app = spawn_app().await;
+    let missing =
+        problem(app.get_order(&app.customer("a"), &uuid::Uuid::new_v4().to_string()).await, StatusCode::NOT_FOUND)
+            .await;
+    let busy = format!("{}/problems/busy", app.address);
+    for url in [format!("{}{}", app.address, missing["type"].as_str().unwrap()), busy] {
+        let page = app.http.get(&url).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{url}");
+        assert!(page.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let html = page.text().await.unwrap();
+        assert!(html.contains("<h1>") && html.contains("type: /problems/"), "{html}");
+    }
+    for name in orders::http::problems::TYPES.iter().map(|t| t.name) {
+        let page = app.http.get(format!("{}/problems/{name}", app.address)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{name}");
+    }
+    problem(
+        app.http.get(format!("{}/problems/no-such-type", app.address)).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
