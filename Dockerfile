@@ -23,9 +23,20 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
+# Line tables make panics and profiles readable but are most of the binary's size:
+# they go to a separate file (the debug-symbols stage below), and the image gets the
+# binaries without them, each naming its debug file (.gnu_debuglink) for symbolising.
 RUN cargo build --release --locked --bin orders-api --bin orders-worker \
-    && mkdir -p /out \
-    && cp target/release/orders-api target/release/orders-worker /out/
+    && mkdir -p /out /debug \
+    && for bin in orders-api orders-worker; do \
+         objcopy --only-keep-debug "target/release/$bin" "/debug/$bin.debug" \
+         && objcopy --strip-debug --add-gnu-debuglink="/debug/$bin.debug" "target/release/$bin" "/out/$bin"; \
+       done
+
+# --- the split debug info, kept out of the image:
+#   docker build --target debug-symbols --output type=local,dest=symbols .
+FROM scratch AS debug-symbols
+COPY --from=builder /debug/ /
 
 # --- runtime: glibc, libgcc and CA certificates only; user 65532 (nonroot)
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
