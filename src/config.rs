@@ -87,6 +87,9 @@ pub struct Settings {
     /// from one address, and from all addresses together.
     pub signup_per_ip_per_minute: std::num::NonZeroU32,
     pub signup_per_minute: std::num::NonZeroU32,
+    /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the client:
+    /// behind a load balancer, public routes are limited per client, not per balancer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub jwt: JwtSettings,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
@@ -489,6 +492,22 @@ impl Settings {
         }
         let action_lock_wait = env.duration("ORDERS_ACTION_LOCK_WAIT", Duration::from_secs(5))?;
         let cancel_wait = env.duration("ORDERS_CANCEL_WAIT", Duration::from_secs(10))?;
+        let trusted_proxies = env
+            .get("ORDERS_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                // A bare address is a network of one.
+                c.parse::<ipnet::IpNet>().or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
+                    |_| ConfigError {
+                        var: "ORDERS_TRUSTED_PROXIES",
+                        message: format!("{c:?} is not an address or CIDR like 10.0.0.0/8"),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let verification_key = env.required("ORDERS_VERIFICATION_KEY")?;
         if verification_key.len() < 32 {
             return Err(ConfigError { var: "ORDERS_VERIFICATION_KEY", message: "must be at least 32 bytes".into() });
@@ -535,6 +554,7 @@ impl Settings {
                 NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
                 "a positive integer (sign-ups per minute)",
             )?,
+            trusted_proxies,
             signup_per_minute: env.parse(
                 "ORDERS_SIGNUP_RATE",
                 NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN),
@@ -647,6 +667,7 @@ mod tests {
             ("ORDERS_CANCEL_WAIT", "30s", "ORDERS_CANCEL_WAIT"),
             ("ORDERS_VERIFICATION_KEY", "short", "ORDERS_VERIFICATION_KEY"),
             ("ORDERS_EVENTS_FALLBACK_POLL", "0s", "ORDERS_EVENTS_FALLBACK_POLL"),
+            ("ORDERS_TRUSTED_PROXIES", "10.0.0.0/8, nonsense", "ORDERS_TRUSTED_PROXIES"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -139,6 +139,24 @@ impl Modify for CommonErrors {
                 response = response
                     .header("Retry-After", HeaderBuilder::new().schema(seconds).description(Some("seconds")).build());
             }
+            if status == "429" {
+                let text = || ObjectBuilder::new().schema_type(Type::String).build();
+                response = response
+                    .header(
+                        "RateLimit-Policy",
+                        HeaderBuilder::new()
+                            .schema(text())
+                            .description(Some("draft-ietf-httpapi-ratelimit-headers: `\"default\";q=<requests>;w=<seconds>`"))
+                            .build(),
+                    )
+                    .header(
+                        "RateLimit",
+                        HeaderBuilder::new()
+                            .schema(text())
+                            .description(Some("`\"default\";r=<left>;t=<seconds until the quota is full again>`"))
+                            .build(),
+                    );
+            }
             components.responses.insert(name.to_owned(), RefOr::T(response.build()));
         }
         for item in doc.paths.paths.values_mut() {

@@ -558,6 +558,9 @@ async fn each_caller_has_its_own_rate_limit() {
     assert_eq!(list(alice.clone()).await.unwrap().status(), StatusCode::OK);
     let limited = list(alice).await.unwrap();
     assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // draft-ietf-httpapi-ratelimit-headers: the policy and what is left.
+    assert_eq!(limited.headers()["ratelimit-policy"], "\"default\";q=2;w=2");
+    assert_eq!(limited.headers()["ratelimit"], "\"default\";r=0;t=2");
     problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
     // Another subject is not affected.
     assert_eq!(list(app.customer("bob")).await.unwrap().status(), StatusCode::OK);
@@ -647,6 +650,30 @@ async fn sign_ups_have_a_stricter_limit_of_their_own() {
         // Other routes keep the general limit.
         assert_eq!(app.http.get(format!("{}/products", app.address)).send().await.unwrap().status(), StatusCode::OK);
     }
+}
+
+/// Behind a trusted load balancer, public routes are limited per client (the
+/// address its `X-Forwarded-For` names); from anyone else the header is ignored,
+/// so a caller cannot choose its own bucket.
+#[tokio::test]
+async fn public_routes_are_limited_per_client_behind_a_trusted_proxy_only() {
+    let sign_up = |app: &TestApp, n: usize, client: &str| {
+        let body = json!({"email": format!("c{n}-{client}@example.com"), "name": "Client"});
+        app.http.post(format!("{}/users", app.address)).header("x-forwarded-for", client).json(&body).send()
+    };
+    let behind = spawn_app_with(&[("ORDERS_SIGNUP_RATE_PER_IP", "2"), ("ORDERS_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    for n in 0..2 {
+        assert_eq!(sign_up(&behind, n, "198.51.100.1").await.unwrap().status(), StatusCode::CREATED);
+    }
+    assert_eq!(sign_up(&behind, 2, "198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sign_up(&behind, 3, "198.51.100.2").await.unwrap().status(), StatusCode::CREATED, "another client");
+
+    let direct = spawn_app_with(&[("ORDERS_SIGNUP_RATE_PER_IP", "2")]).await;
+    for n in 0..2 {
+        assert_eq!(sign_up(&direct, n, &format!("198.51.100.{n}")).await.unwrap().status(), StatusCode::CREATED);
+    }
+    let spoofed = sign_up(&direct, 2, "198.51.100.99").await.unwrap();
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS, "an untrusted peer's header is ignored");
 }
 
 /// A problem's `type` resolves, against the API's own address, to a page that
