@@ -90,7 +90,8 @@ pub struct Settings {
     /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the client:
     /// behind a load balancer, public routes are limited per client, not per balancer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub jwt: JwtSettings,
+    /// How tokens are verified: the API's (`None` for the worker, which reads no token).
+    pub jwt: Option<JwtSettings>,
     pub pricing: Pricing,
     pub payment_gateway: Integration,
     pub carrier: Integration,
@@ -354,16 +355,41 @@ impl Env<'_> {
     }
 }
 
+/// Which process the settings are for: each requires only what it uses (the
+/// worker no JWT key; only the worker's pool must fit its activities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    Api,
+    Worker,
+    /// Both in one process (the benchmark's tools, the tests).
+    All,
+}
+
+impl Process {
+    fn api(self) -> bool {
+        matches!(self, Self::Api | Self::All)
+    }
+
+    fn worker(self) -> bool {
+        matches!(self, Self::Worker | Self::All)
+    }
+}
+
 impl Settings {
     /// Reads the process environment, after loading `.env` if there is one.
     pub fn from_env() -> Result<Settings, ConfigError> {
+        Self::from_env_for(Process::All)
+    }
+
+    /// Reads the process environment for one process (see `Process`).
+    pub fn from_env_for(process: Process) -> Result<Settings, ConfigError> {
         // A missing .env is normal; a malformed one is reported.
         if let Err(e) = dotenvy::dotenv()
             && !e.not_found()
         {
             return Err(ConfigError { var: ".env", message: e.to_string() });
         }
-        Self::from_lookup(&|k| std::env::var(k).ok())
+        Self::from_lookup_for(process, &|k| std::env::var(k).ok())
     }
 
     /// Only what `orders-api migrate` needs, so a migration job carries no other secret.
@@ -374,8 +400,12 @@ impl Settings {
     }
 
     pub fn from_lookup(lookup: &Lookup<'_>) -> Result<Settings, ConfigError> {
+        Self::from_lookup_for(Process::All, lookup)
+    }
+
+    pub fn from_lookup_for(process: Process, lookup: &Lookup<'_>) -> Result<Settings, ConfigError> {
         let env = Env(lookup);
-        let jwt = JwtSettings::read(&env)?;
+        let jwt = if process.api() { Some(JwtSettings::read(&env)?) } else { None };
         let database_url = database_url(&env)?;
         let tax_rate = env.money("ORDERS_TAX_RATE", Decimal::new(85, 3))?;
         if tax_rate >= Decimal::ONE {
@@ -436,7 +466,7 @@ impl Settings {
         };
         // Every activity may hold a connection; more slots than connections would only queue on the pool.
         let db_activities = worker.max_concurrent_activities + worker.max_concurrent_local_activities;
-        if (db_max_connections as usize) < db_activities {
+        if process.worker() && (db_max_connections as usize) < db_activities {
             return Err(ConfigError {
                 var: "ORDERS_DB_MAX_CONNECTIONS",
                 message: format!(
@@ -673,6 +703,27 @@ mod tests {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, *named, "{var}={value}: {err}");
         }
+        // Each process needs only what it uses: the worker no JWT key, the API a pool of any size.
+        let worker_env = |k: &str| match k {
+            "DATABASE_URL" => Some("postgres://localhost/orders".to_owned()),
+            "ORDERS_VERIFICATION_KEY" => Some("fedcba9876543210fedcba9876543210".to_owned()),
+            "ORDERS_DB_MAX_CONNECTIONS" => Some("5".to_owned()),
+            _ => None,
+        };
+        let err = Settings::from_lookup_for(Process::Worker, &worker_env).unwrap_err();
+        assert_eq!(err.var, "ORDERS_DB_MAX_CONNECTIONS", "the worker's pool must fit its activities");
+        let worker = Settings::from_lookup_for(Process::Worker, &|k| match k {
+            "ORDERS_DB_MAX_CONNECTIONS" => None,
+            _ => worker_env(k),
+        })
+        .unwrap();
+        assert!(worker.jwt.is_none(), "the worker reads no JWT settings");
+        assert_eq!(Settings::from_lookup_for(Process::Api, &worker_env).unwrap_err().var, "ORDERS_JWT_SECRET");
+        let api_env = |k: &str| match k {
+            "ORDERS_JWT_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
+            _ => worker_env(k),
+        };
+        assert!(Settings::from_lookup_for(Process::Api, &api_env).is_ok(), "the API's pool is not the worker's");
         let missing = Settings::from_lookup(&|_| None).unwrap_err();
         assert_eq!(missing.var, "ORDERS_JWT_SECRET");
     }

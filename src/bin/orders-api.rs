@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use orders::config::{JwtSettings, Settings};
+use orders::config::{JwtSettings, Process, Settings};
 use orders::http::Application;
 use orders::http::auth::{JwtKeys, Role};
 use orders::{db, telemetry};
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::Serve => {
-            let settings = Settings::from_env()?;
+            let settings = Settings::from_env_for(Process::Api)?;
             let _telemetry = telemetry::init(settings.log_format, "orders-api");
             let app = Application::build(settings).await?;
             tracing::info!(port = app.port(), "orders-api listening");

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use orders::activities::OrderMetrics;
+use orders::config::{Process, Settings};
 use orders::worker::health::{self, WorkerHealth};
-use orders::{activities, config::Settings, db, telemetry, temporal, worker};
+use orders::{activities, db, telemetry, temporal, worker};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
 use temporalio_sdk::Runtime;
@@ -15,7 +16,7 @@ use temporalio_sdk::runtime::RuntimeOptions;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env_for(Process::Worker)?;
     let _telemetry = telemetry::init(settings.log_format, "orders-worker");
     tracing::info!(task_queue = %settings.task_queue, temporal = %settings.temporal_address, "orders-worker starting");
 

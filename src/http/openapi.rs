@@ -146,7 +146,9 @@ impl Modify for CommonErrors {
                         "RateLimit-Policy",
                         HeaderBuilder::new()
                             .schema(text())
-                            .description(Some("draft-ietf-httpapi-ratelimit-headers: `\"default\";q=<requests>;w=<seconds>`"))
+                            .description(Some(
+                                "draft-ietf-httpapi-ratelimit-headers: `\"default\";q=<requests>;w=<seconds>`",
+                            ))
                             .build(),
                     )
                     .header(

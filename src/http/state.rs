@@ -31,7 +31,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Result<Self, KeyError> {
-        let jwt = JwtKeys::from_settings(&settings.jwt)?;
+        let jwt = settings.jwt.as_ref().ok_or(KeyError::Invalid {
+            var: "ORDERS_JWT_SECRET",
+            message: "the API needs JWT settings (read them with Process::Api)".into(),
+        })?;
+        let jwt = JwtKeys::from_settings(jwt)?;
         let rate_limiter = limiter(settings.rate_limit_per_second, settings.rate_limit_burst);
         let signup_limiter = SignupLimiter::new(settings.signup_per_ip_per_minute, settings.signup_per_minute);
         Ok(Self {

@@ -168,7 +168,7 @@ impl TestApp {
     }
 
     pub fn token(&self, sub: &str, role: Role) -> String {
-        JwtKeys::from_settings(&self.settings.jwt)
+        JwtKeys::from_settings(self.settings.jwt.as_ref().expect("test settings are the API's too"))
             .expect("keys")
             .issue(sub, role, Duration::from_secs(600))
             .expect("sign")
