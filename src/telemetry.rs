@@ -9,6 +9,7 @@
 //! workflow start through the workflow into every activity, so one order is one trace.
 
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithHttpConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use temporalio_sdk::opentelemetry::WorkflowIdGenerator;
@@ -73,8 +74,58 @@ pub fn init(format: LogFormat, service_name: &'static str) -> Telemetry {
     Telemetry { provider }
 }
 
+/// The OTLP/HTTP exporter's client: blocking (the batch processor exports from a
+/// thread of its own, outside any runtime), over rustls, so `https://`
+/// collectors work. `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `..._TRACES_CERTIFICATE`)
+/// names a PEM CA to trust besides the built-in roots, as the OTel specification
+/// has it; `OTEL_EXPORTER_OTLP_HEADERS` is applied by the exporter itself.
+#[derive(Debug)]
+struct OtlpHttpClient(reqwest::blocking::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttpClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<opentelemetry_http::Response<opentelemetry_http::Bytes>, opentelemetry_http::HttpError> {
+        let request: reqwest::blocking::Request = request.try_into()?;
+        let response = self.0.execute(request)?.error_for_status()?;
+        let mut out = opentelemetry_http::Response::builder().status(response.status());
+        if let Some(headers) = out.headers_mut() {
+            *headers = response.headers().clone();
+        }
+        Ok(out.body(response.bytes()?)?)
+    }
+}
+
+fn otlp_client() -> Result<OtlpHttpClient, String> {
+    let mut builder = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10));
+    let ca = ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|p| !p.trim().is_empty()));
+    if let Some(path) = ca {
+        let pem = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{path}: {e}"))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    // A blocking client may not be built (its runtime started and dropped) inside
+    // the async main: build it on a thread of its own.
+    std::thread::spawn(move || builder.build().map(OtlpHttpClient).map_err(|e| e.to_string()))
+        .join()
+        .map_err(|_| "building the OTLP client panicked".to_owned())?
+}
+
 fn tracer_provider(service_name: &'static str) -> Option<SdkTracerProvider> {
-    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+    let client = match otlp_client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("telemetry: OTLP client not built, traces are off: {e}");
+            return None;
+        }
+    };
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().with_http_client(client).build() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("telemetry: OTLP exporter not started, traces are off: {e}");

@@ -507,3 +507,99 @@ impl Drop for OwnPostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1, made with
+/// the openssl CLI in `dir`: (ca.pem, server.pem, server.key).
+fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=orders test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("san.ext"),
+        "-out",
+        &path("server.pem"),
+    ]);
+    (path("ca.pem"), path("server.pem"), path("server.key"))
+}
+
+/// Spans go to an `https://` collector: TLS verified against the CA that
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names, with `OTEL_EXPORTER_OTLP_HEADERS` sent.
+#[tokio::test]
+async fn spans_reach_a_collector_over_tls_with_its_headers() {
+    let dir = std::env::temp_dir().join(format!("orders-otlp-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = tls_files(&dir);
+    let port = free_port();
+    let received = dir.join("received.ndjson");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_tls_receiver.py");
+    let _receiver = Process(
+        Command::new("python3")
+            .args([script, &port.to_string(), &cert, &key])
+            .stdout(std::fs::File::create(&received).unwrap())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let stack = Stack::with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("https://127.0.0.1:{port}")),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme".into()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ])
+    .await;
+    let _api = stack.start_api().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exported = loop {
+        stack.http.get(format!("{}/products", stack.api)).send().await.unwrap();
+        let lines = std::fs::read_to_string(&received).unwrap_or_default();
+        if let Some(line) = lines.lines().find(|l| l.contains("/v1/traces")) {
+            break serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no spans reached the TLS collector: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(exported["tenant"], "acme", "OTEL_EXPORTER_OTLP_HEADERS reaches the collector");
+    assert!(exported["bytes"].as_u64().unwrap() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
