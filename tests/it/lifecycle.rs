@@ -467,15 +467,7 @@ async fn cancelling_the_workflow_in_temporal_still_restores_stock() {
 #[tokio::test]
 async fn cancelling_the_workflow_after_pickup_refunds_nothing_and_the_order_still_ends() {
     let app = spawn_app_with_worker().await;
-    let token = app.customer("alice");
-    let id = app.place_order(&token, &widgets(1)).await;
-    app.wait_for_status(&token, &id, "shipped").await;
-    app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
-    app.wait_for_status(&token, &id, "in_transit").await;
-
-    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
-    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
-    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+    let (token, id, handle) = cancelled_in_temporal_in_transit(&app).await;
     // The workflow refuses it and waits again (a new deadline timer, detached from
     // the cancellation); a report after that reaches a live workflow.
     wait_for_timer_after_cancel(&handle).await;
@@ -497,6 +489,22 @@ async fn cancelling_the_workflow_after_pickup_refunds_nothing_and_the_order_stil
     app.wait_for_status(&token, &id, "delivered").await;
     assert_eq!(app.payments(&id).await, [("charge".to_owned(), "succeeded".to_owned())]);
     capture(&app, &id, "order-cancel-refused-in-transit").await;
+}
+
+/// An order the carrier has picked up, whose workflow an operator then cancels
+/// in Temporal: (the customer's token, the order id, the workflow's handle).
+async fn cancelled_in_temporal_in_transit(
+    app: &TestApp,
+) -> (String, String, temporalio_client::WorkflowHandle<temporalio_client::Client, OrderWorkflow>) {
+    let token = app.customer("alice");
+    let id = app.place_order(&token, &widgets(1)).await;
+    app.wait_for_status(&token, &id, "shipped").await;
+    app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
+    app.wait_for_status(&token, &id, "in_transit").await;
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+    (token, id, handle)
 }
 
 /// Waits until the history shows a timer started after the cancellation request.
@@ -526,14 +534,7 @@ async fn wait_for_timer_after_cancel(
 #[tokio::test]
 async fn a_refused_cancellation_in_temporal_keeps_the_delivery_deadline() {
     let app = spawn_app_with_worker_and(&[("ORDERS_DELIVERY_DEADLINE", "3s")]).await;
-    let token = app.customer("alice");
-    let id = app.place_order(&token, &widgets(1)).await;
-    app.wait_for_status(&token, &id, "shipped").await;
-    app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await;
-    app.wait_for_status(&token, &id, "in_transit").await;
-    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
-    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
-    handle.cancel(WorkflowCancelOptions::builder().reason("operator").build()).await.unwrap();
+    let (token, id, handle) = cancelled_in_temporal_in_transit(&app).await;
 
     let outcome = handle.get_result(Default::default()).await.expect("the deadline ends it");
     assert_eq!(outcome.status, OrderStatus::DeliveryOverdue);
