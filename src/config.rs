@@ -233,6 +233,24 @@ pub struct JwtSettings {
     /// Tokens whose `exp` is further ahead than this are refused (a stolen
     /// long-lived token is worth less): `ORDERS_JWT_MAX_LIFETIME`.
     pub max_lifetime: std::time::Duration,
+    /// Where IdPs put what we read: the claim naming the caller (`sub`) and the
+    /// one holding the role(s), as a dotted path (`realm_access.roles`) or a
+    /// claim name of its own (`cognito:groups`, `https://shop.example/roles`).
+    pub claims: ClaimSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSettings {
+    pub subject: String,
+    pub role: String,
+    /// IdP role name → ours (`customer`, `admin`, `carrier`); empty: names are ours already.
+    pub role_map: Vec<(String, String)>,
+}
+
+impl Default for ClaimSettings {
+    fn default() -> Self {
+        Self { subject: "sub".into(), role: "role".into(), role_map: Vec::new() }
+    }
 }
 
 impl JwtSettings {
@@ -271,6 +289,27 @@ impl JwtSettings {
             audience: env.get("ORDERS_JWT_AUDIENCE"),
             leeway_secs: env.parse("ORDERS_JWT_LEEWAY_SECS", 30, "a number of seconds")?,
             max_lifetime: env.duration("ORDERS_JWT_MAX_LIFETIME", Duration::from_secs(24 * 3600))?,
+            claims: ClaimSettings {
+                subject: env.get("ORDERS_JWT_SUBJECT_CLAIM").unwrap_or_else(|| "sub".into()),
+                role: env.get("ORDERS_JWT_ROLE_CLAIM").unwrap_or_else(|| "role".into()),
+                role_map: match env.get("ORDERS_JWT_ROLE_MAP") {
+                    None => Vec::new(),
+                    Some(map) => map
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| match pair.split_once('=') {
+                            Some((theirs, ours)) if matches!(ours.trim(), "customer" | "admin" | "carrier") => {
+                                Ok((theirs.trim().to_owned(), ours.trim().to_owned()))
+                            }
+                            _ => Err(ConfigError {
+                                var: "ORDERS_JWT_ROLE_MAP",
+                                message: format!("{pair:?} must be <IdP role>=customer|admin|carrier"),
+                            }),
+                        })
+                        .collect::<Result<_, _>>()?,
+                },
+            },
         };
         if algorithm == JwtAlgorithm::Hs256 {
             let secret = env.required("ORDERS_JWT_SECRET")?;

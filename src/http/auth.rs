@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::config::{JwtAlgorithm, JwtSettings, Secret};
+use crate::config::{ClaimSettings, JwtAlgorithm, JwtSettings, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +61,54 @@ pub struct JwtKeys {
     validation: Validation,
     /// `exp` may be at most this far ahead (plus the leeway).
     max_lifetime: Duration,
+    claims: ClaimSettings,
+}
+
+/// A verified token as decoded: the time claims typed (see `Claims`), the rest
+/// kept to find the subject and role where the IdP put them.
+#[derive(Deserialize)]
+struct Decoded {
+    exp: u64,
+    #[serde(default)]
+    iat: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The claim at `path`: a claim of that exact name, else a dotted path into objects.
+fn claim<'a>(claims: &'a serde_json::Map<String, serde_json::Value>, path: &str) -> Option<&'a serde_json::Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    let mut parts = path.split('.');
+    let first = claims.get(parts.next()?)?;
+    parts.try_fold(first, |v, part| v.get(part))
+}
+
+impl ClaimSettings {
+    /// Our role from the role claim (a string, or a list such as IdP groups),
+    /// mapped by `role_map`; with several, the one with most rights wins.
+    fn role(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Option<Role> {
+        let names: Vec<&str> = match claim(claims, &self.role)? {
+            serde_json::Value::String(s) => vec![s.as_str()],
+            serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_str()).collect(),
+            _ => return None,
+        };
+        let ours = names.iter().filter_map(|name| {
+            if self.role_map.is_empty() {
+                Role::parse(name)
+            } else {
+                self.role_map.iter().find(|(theirs, _)| theirs == name).and_then(|(_, ours)| Role::parse(ours))
+            }
+        });
+        ours.max_by_key(|r| match r {
+            Role::Admin => 2,
+            Role::Carrier => 1,
+            Role::Customer => 0,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -93,6 +141,7 @@ impl JwtKeys {
             audience: None,
             leeway_secs: 30,
             max_lifetime: Duration::from_secs(24 * 3600),
+            claims: ClaimSettings::default(),
         };
         // An HS256 key is any byte string: this cannot fail.
         Self::from_settings(&settings).expect("HS256 keys always build")
@@ -141,7 +190,7 @@ impl JwtKeys {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp"]);
         validation.leeway = s.leeway_secs;
         // Off by default in jsonwebtoken: a token must not work before its `nbf`.
         validation.validate_nbf = true;
@@ -152,7 +201,7 @@ impl JwtKeys {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Ok(Self { algorithm, encoding, decoding, validation, max_lifetime: s.max_lifetime })
+        Ok(Self { algorithm, encoding, decoding, validation, max_lifetime: s.max_lifetime, claims: s.claims.clone() })
     }
 
     pub fn issue(&self, sub: &str, role: Role, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
@@ -181,12 +230,18 @@ impl JwtKeys {
                 .and_then(|kid| keys.get(kid))
                 .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?,
         };
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims;
+        let decoded = jsonwebtoken::decode::<Decoded>(token, key, &self.validation)?.claims;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        if claims.exp > now + self.max_lifetime.as_secs() + self.validation.leeway {
+        if decoded.exp > now + self.max_lifetime.as_secs() + self.validation.leeway {
             return Err(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into());
         }
-        Ok(claims)
+        let missing = |claim: &str| jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim.to_owned());
+        let sub = claim(&decoded.other, &self.claims.subject)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| missing(&self.claims.subject))?
+            .to_owned();
+        let role = self.claims.role(&decoded.other).ok_or_else(|| missing(&self.claims.role))?;
+        Ok(Claims { sub, role, exp: decoded.exp, iat: decoded.iat, nbf: decoded.nbf })
     }
 }
 
@@ -276,7 +331,69 @@ mod tests {
             audience: Some("orders".into()),
             leeway_secs: 5,
             max_lifetime: Duration::from_secs(3600),
+            claims: ClaimSettings::default(),
         }
+    }
+
+    /// HS256 keys reading the subject and roles where an IdP puts them.
+    fn idp_keys(subject: &str, role: &str, map: &[(&str, &str)]) -> (JwtKeys, EncodingKey) {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut settings = JwtSettings {
+            claims: ClaimSettings {
+                subject: subject.into(),
+                role: role.into(),
+                role_map: map.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect(),
+            },
+            ..asymmetric(JwtAlgorithm::Hs256, None, false, "rsa-private.pem")
+        };
+        settings.secret = Some(Secret::new(secret));
+        settings.private_key_pem = None;
+        (settings.issuer, settings.audience) = (None, None);
+        (JwtKeys::from_settings(&settings).unwrap(), EncodingKey::from_secret(secret.as_bytes()).unwrap())
+    }
+
+    fn hs256(key: &EncodingKey, mut claims: serde_json::Value) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        claims["exp"] = (now + 60).into();
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).unwrap()
+    }
+
+    #[test]
+    fn keycloak_shaped_tokens_give_their_realm_roles() {
+        let (keys, key) =
+            idp_keys("sub", "realm_access.roles", &[("shop-admin", "admin"), ("shop-customer", "customer")]);
+        let token = |roles: serde_json::Value| {
+            hs256(
+                &key,
+                serde_json::json!({"sub": "f1c2", "preferred_username": "ada", "realm_access": {"roles": roles}}),
+            )
+        };
+        let c = keys.verify(&token(serde_json::json!(["offline_access", "shop-customer"]))).unwrap();
+        assert_eq!((c.sub.as_str(), c.role), ("f1c2", Role::Customer));
+        let both = keys.verify(&token(serde_json::json!(["shop-customer", "shop-admin"]))).unwrap();
+        assert_eq!(both.role, Role::Admin, "the role with most rights");
+        assert!(keys.verify(&token(serde_json::json!(["offline_access"]))).is_err(), "no mapped role: refused");
+        assert!(keys.verify(&token(serde_json::json!(["admin"]))).is_err(), "only mapped names count");
+    }
+
+    #[test]
+    fn cognito_shaped_and_namespaced_claims_are_read_too() {
+        let (keys, key) = idp_keys("username", "cognito:groups", &[("carriers", "carrier")]);
+        let c = keys
+            .verify(&hs256(
+                &key,
+                serde_json::json!({"sub": "uuid-1", "username": "ups", "cognito:groups": ["carriers"]}),
+            ))
+            .unwrap();
+        assert_eq!((c.sub.as_str(), c.role), ("ups", Role::Carrier));
+        assert!(
+            keys.verify(&hs256(&key, serde_json::json!({"sub": "uuid-1", "cognito:groups": ["carriers"]}))).is_err(),
+            "no subject claim"
+        );
+        let (keys, key) = idp_keys("sub", "https://shop.example/role", &[]);
+        let c =
+            keys.verify(&hs256(&key, serde_json::json!({"sub": "u", "https://shop.example/role": "admin"}))).unwrap();
+        assert_eq!(c.role, Role::Admin);
     }
 
     fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, iss: &str, aud: &str) -> String {
