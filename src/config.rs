@@ -225,6 +225,8 @@ pub struct JwtSettings {
     pub public_key_pem: Option<String>,
     /// ... or a JWKS document (ORDERS_JWT_JWKS_FILE): keys chosen by `kid`, so they can rotate.
     pub jwks: Option<String>,
+    /// ... or an IdP's JWKS endpoint, fetched and kept fresh (see `JwksUrl`).
+    pub jwks_url: Option<JwksUrl>,
     /// RS256/ES256: the PEM private key, only for `orders-api token`.
     pub private_key_pem: Option<Secret>,
     pub issuer: Option<String>,
@@ -237,6 +239,19 @@ pub struct JwtSettings {
     /// one holding the role(s), as a dotted path (`realm_access.roles`) or a
     /// claim name of its own (`cognito:groups`, `https://shop.example/roles`).
     pub claims: ClaimSettings,
+}
+
+/// An identity provider's JWKS endpoint (`ORDERS_JWT_JWKS_URL`, https): fetched
+/// on first use, again every `refresh_every`, and when a token names a key id
+/// not seen yet (at most once per `min_refresh`), so the IdP can rotate its
+/// keys without a restart here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksUrl {
+    pub url: String,
+    /// A PEM CA to trust besides the built-in roots (`ORDERS_JWT_JWKS_CA_FILE`).
+    pub ca_pem: Option<String>,
+    pub refresh_every: Duration,
+    pub min_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +299,7 @@ impl JwtSettings {
             secret: None,
             public_key_pem: None,
             jwks: None,
+            jwks_url: None,
             private_key_pem: file("ORDERS_JWT_PRIVATE_KEY_FILE")?.map(Secret::new),
             issuer: env.get("ORDERS_JWT_ISSUER"),
             audience: env.get("ORDERS_JWT_AUDIENCE"),
@@ -323,10 +339,23 @@ impl JwtSettings {
         } else {
             jwt.public_key_pem = file("ORDERS_JWT_PUBLIC_KEY_FILE")?;
             jwt.jwks = file("ORDERS_JWT_JWKS_FILE")?;
-            if jwt.public_key_pem.is_none() && jwt.jwks.is_none() {
+            jwt.jwks_url = match env.get("ORDERS_JWT_JWKS_URL") {
+                None => None,
+                Some(url) if url.starts_with("https://") => Some(JwksUrl {
+                    url,
+                    ca_pem: file("ORDERS_JWT_JWKS_CA_FILE")?,
+                    refresh_every: env.duration("ORDERS_JWT_JWKS_REFRESH", Duration::from_secs(300))?,
+                    min_refresh: env.duration("ORDERS_JWT_JWKS_MIN_REFRESH", Duration::from_secs(10))?,
+                }),
+                Some(_) => {
+                    return Err(ConfigError { var: "ORDERS_JWT_JWKS_URL", message: "must be an https:// URL".into() });
+                }
+            };
+            if jwt.public_key_pem.is_none() && jwt.jwks.is_none() && jwt.jwks_url.is_none() {
                 return Err(ConfigError {
                     var: "ORDERS_JWT_PUBLIC_KEY_FILE",
-                    message: "RS256/ES256 need a public key file (or ORDERS_JWT_JWKS_FILE)".into(),
+                    message: "RS256/ES256 need a public key file (or ORDERS_JWT_JWKS_FILE, or ORDERS_JWT_JWKS_URL)"
+                        .into(),
                 });
             }
         }

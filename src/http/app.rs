@@ -43,6 +43,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let recovery = tokio::spawn(recover(self.state.clone()));
+        // An IdP's keys: fetched on first use, then on schedule (and on unknown key ids).
+        let jwks = self.state.jwt.remote().map(|remote| tokio::spawn(remote.refresh_loop()));
         let events = tokio::spawn(self.state.events.clone().run(self.state.pool.clone()));
         let metrics =
             tokio::spawn(axum::serve(self.metrics_listener, super::metrics::router(self.state.clone())).into_future());
@@ -88,6 +90,9 @@ impl Application {
         events.abort();
         metrics.abort();
         forget.abort();
+        if let Some(jwks) = jwks {
+            jwks.abort();
+        }
         Ok(())
     }
 }

@@ -116,6 +116,84 @@ enum Decoding {
     One(DecodingKey),
     /// From a JWKS document: the token's `kid` picks the key, so keys can rotate.
     ByKid(BTreeMap<String, DecodingKey>),
+    /// From an IdP's JWKS endpoint, kept fresh.
+    Remote(std::sync::Arc<RemoteJwks>),
+}
+
+/// The keys of an IdP's JWKS endpoint: fetched on first use, on a schedule
+/// (`refresh_loop`), and when a token names an unknown key id (at most once per
+/// `min_refresh`, so tokens with made-up ids cannot make us hammer the IdP).
+pub struct RemoteJwks {
+    settings: crate::config::JwksUrl,
+    http: reqwest::Client,
+    keys: std::sync::RwLock<BTreeMap<String, DecodingKey>>,
+    /// When the last fetch was tried; the lock also makes concurrent refreshes one.
+    fetched: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl RemoteJwks {
+    fn new(settings: &crate::config::JwksUrl) -> Result<Self, KeyError> {
+        let bad = |message: String| KeyError::Invalid { var: "ORDERS_JWT_JWKS_CA_FILE", message };
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(pem) = &settings.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| bad(e.to_string()))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            settings: settings.clone(),
+            http: builder.build().map_err(|e| bad(e.to_string()))?,
+            keys: Default::default(),
+            fetched: Default::default(),
+        })
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
+    }
+
+    /// Fetches the keys unless a fetch was tried less than `min_refresh` ago.
+    pub async fn refresh(&self, min_interval: Duration) {
+        let mut fetched = self.fetched.lock().await;
+        if fetched.is_some_and(|at| at.elapsed() < min_interval) {
+            return;
+        }
+        *fetched = Some(std::time::Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.settings.url, keys = keys.len(), "JWKS fetched");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+            }
+            // The keys held stay in use until a fetch succeeds.
+            Err(e) => tracing::warn!(url = %self.settings.url, error = %e, "JWKS fetch failed"),
+        }
+    }
+
+    async fn fetch(&self) -> Result<BTreeMap<String, DecodingKey>, String> {
+        let resp = self.http.get(&self.settings.url).send().await.map_err(|e| e.to_string())?;
+        let set: JwkSet =
+            resp.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let mut keys = BTreeMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            // A key of a kind we cannot use (another algorithm's) is skipped, not fatal.
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Refreshes on the configured schedule until the process stops (the first
+    /// fetch is the first token's).
+    pub async fn refresh_loop(self: std::sync::Arc<Self>) {
+        let every = self.settings.refresh_every;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            self.refresh(Duration::ZERO).await;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +214,7 @@ impl JwtKeys {
             secret: Some(secret.clone()),
             public_key_pem: None,
             jwks: None,
+            jwks_url: None,
             private_key_pem: None,
             issuer: None,
             audience: None,
@@ -172,7 +251,9 @@ impl JwtKeys {
                 }
                 .transpose()
                 .map_err(invalid("ORDERS_JWT_PRIVATE_KEY_FILE"))?;
-                let decoding = if let Some(jwks) = &s.jwks {
+                let decoding = if let Some(url) = &s.jwks_url {
+                    Decoding::Remote(std::sync::Arc::new(RemoteJwks::new(url)?))
+                } else if let Some(jwks) = &s.jwks {
                     let set: JwkSet = serde_json::from_str(jwks)
                         .map_err(|e| KeyError::Invalid { var: "ORDERS_JWT_JWKS_FILE", message: e.to_string() })?;
                     let mut keys = BTreeMap::new();
@@ -214,6 +295,26 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
     }
 
+    /// The IdP's JWKS endpoint, when keys come from one (its refresh loop runs with the API).
+    pub fn remote(&self) -> Option<std::sync::Arc<RemoteJwks>> {
+        match &self.decoding {
+            Decoding::Remote(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// As `verify`, fetching the IdP's keys first when the token names a key id
+    /// not held yet (a rotation), rate-limited.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        if let Decoding::Remote(remote) = &self.decoding {
+            let kid = jsonwebtoken::decode_header(token)?.kid;
+            if kid.as_deref().is_some_and(|kid| remote.key(kid).is_none()) {
+                remote.refresh(remote.settings.min_refresh).await;
+            }
+        }
+        self.verify(token)
+    }
+
     /// Only the configured algorithm is accepted (so `alg: none` and a public key
     /// used as an HMAC secret both fail), with `exp` required and `iss`/`aud`
     /// checked when configured.
@@ -222,13 +323,15 @@ impl JwtKeys {
         if header.alg != self.algorithm {
             return Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into());
         }
+        let no_key = || jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat);
+        let remote_key;
         let key = match &self.decoding {
             Decoding::One(k) => k,
-            Decoding::ByKid(keys) => header
-                .kid
-                .as_ref()
-                .and_then(|kid| keys.get(kid))
-                .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?,
+            Decoding::ByKid(keys) => header.kid.as_ref().and_then(|kid| keys.get(kid)).ok_or_else(no_key)?,
+            Decoding::Remote(remote) => {
+                remote_key = header.kid.as_deref().and_then(|kid| remote.key(kid)).ok_or_else(no_key)?;
+                &remote_key
+            }
         };
         let decoded = jsonwebtoken::decode::<Decoded>(token, key, &self.validation)?.claims;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -260,13 +363,18 @@ impl Caller {
 
 impl Caller {
     /// The caller named by a valid `Authorization: Bearer` header, if any.
-    pub fn from_header(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Caller> {
+    pub async fn from_header(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Caller> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
         // Which check failed is logged at debug level, never told to the client.
-        let claims = state.jwt.verify(token.trim()).map_err(|e| tracing::debug!(error = %e, "token rejected")).ok()?;
+        let claims = state
+            .jwt
+            .verify_fresh(token.trim())
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "token rejected"))
+            .ok()?;
         if claims.sub.trim().is_empty() {
             return None;
         }
@@ -282,7 +390,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        Caller::from_header(state, &parts.headers).ok_or(ApiError::Unauthorized)
+        Caller::from_header(state, &parts.headers).await.ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -326,6 +434,7 @@ mod tests {
             secret: None,
             public_key_pem: public.map(fixture),
             jwks: jwks.then(|| fixture("jwks.json")),
+            jwks_url: None,
             private_key_pem: Some(Secret::new(fixture(private))),
             issuer: Some("https://idp.example.com".into()),
             audience: Some("orders".into()),

@@ -137,8 +137,8 @@ fn client_key(state: &AppState, req: &Request) -> String {
 
 /// The bucket of a request: a verified subject, else the client's address. A
 /// caller verified here is kept in the request, so the `Caller` extractor does not verify twice.
-fn key(state: &AppState, req: &mut Request) -> String {
-    if let Some(caller) = Caller::from_header(state, req.headers()) {
+async fn key(state: &AppState, req: &mut Request) -> String {
+    if let Some(caller) = Caller::from_header(state, req.headers()).await {
         let key = format!("sub:{}", caller.subject);
         req.extensions_mut().insert(caller);
         return key;
@@ -157,7 +157,7 @@ fn set_headers(response: &mut Response, limiter: &Limiter, remaining: u32) {
 
 pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let limiter = state.rate_limiter.clone();
-    match limiter.keyed.check_key(&key(&state, &mut req)) {
+    match limiter.keyed.check_key(&key(&state, &mut req).await) {
         Ok(snapshot) => {
             let mut response = next.run(req).await;
             set_headers(&mut response, &limiter, snapshot.remaining_burst_capacity());

@@ -510,7 +510,7 @@ impl Drop for OwnPostgres {
 
 /// A certificate authority and a server certificate for 127.0.0.1, made with
 /// the openssl CLI in `dir`: (ca.pem, server.pem, server.key).
-fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+pub(crate) fn tls_files(dir: &std::path::Path) -> (String, String, String) {
     let path = |name: &str| dir.join(name).display().to_string();
     let run = |args: &[&str]| {
         let out = Command::new("openssl").args(args).output().expect("openssl runs");

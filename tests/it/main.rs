@@ -11,6 +11,7 @@ mod e2e;
 mod email;
 mod events;
 mod faults;
+mod idp;
 mod invariants;
 mod lifecycle;
 mod listing;
