@@ -86,7 +86,9 @@ def manifests(values, label):
         docs.extend(d for d in yaml.safe_load_all(text) if d)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
-        for i, doc in enumerate(docs):
+        # The Prometheus Operator's kinds have no schema here (kubernetes-validate knows
+        # only the built-in ones): they are checked by `monitoring` below instead.
+        for i, doc in enumerate(d for d in docs if d["apiVersion"] != "monitoring.coreos.com/v1"):
             f = os.path.join(tmp, f"{i:02d}-{doc['kind']}.yaml")
             with open(f, "w") as out:
                 yaml.safe_dump(doc, out)
@@ -154,9 +156,39 @@ def chart(values, label, production):
         check("/metrics" not in paths and "/" not in paths, f"{label}: the Ingress does not expose /metrics")
 
 
+def monitoring():
+    values = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+              "extraVolumes": [{"name": "jwks", "configMap": {"name": "idp-jwks"}}],
+              "extraVolumeMounts": [{"name": "jwks", "mountPath": "/etc/orders/jwks", "readOnly": True}]}
+    docs = manifests(values, "monitoring and extra volumes")
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    check(len(monitors) == 2, f"monitoring: a ServiceMonitor for the API and the worker, got {len(monitors)}")
+    services = [d for d in docs if d["kind"] == "Service"]
+    for m in monitors:
+        wanted = m["spec"]["selector"]["matchLabels"]
+        hits = [s for s in services if all(s["metadata"]["labels"].get(k) == v for k, v in wanted.items())]
+        check(len(hits) == 1 and any(p["name"] == "metrics" for p in hits[0]["spec"]["ports"]),
+              f"monitoring: {m['metadata']['name']} selects exactly one Service with a metrics port")
+        job = hits[0]["metadata"]["labels"].get(m["spec"]["jobLabel"]) if hits else None
+        check(job in ("orders-api", "orders-worker"), f"monitoring: job label {job!r}")
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    with open(os.path.join(CHART, "files", "prometheus-rules.yml")) as f:
+        source = yaml.safe_load(f)
+    check(len(rules) == 1 and rules[0]["spec"]["groups"] == source["groups"],
+          "monitoring: the PrometheusRule carries files/prometheus-rules.yml unchanged")
+    for suffix in ["-api", "-worker"]:
+        spec = find(docs, "Deployment", suffix)["spec"]["template"]["spec"]
+        check(any(v["name"] == "jwks" for v in spec["volumes"]), f"monitoring: {suffix} has the extra volume")
+        check(any(m["name"] == "jwks" for m in spec["containers"][0]["volumeMounts"]), f"monitoring: {suffix} mounts it")
+    test = [d for d in docs if d["kind"] == "Pod" and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    check(len(test) == 1 and test[0]["spec"]["containers"][0]["command"][:2] == ["orders-api", "probe"],
+          "a helm test pod probes /readyz with the image's own probe")
+
+
 dockerfile()
 compose()
 chart({}, "default values", production=False)
+monitoring()
 with open(os.path.join(CHART, "examples", "production.yaml")) as f:
     chart(yaml.safe_load(f), "examples/production.yaml", production=True)
 

@@ -212,7 +212,7 @@ fn promtool_check(exposition: &str, what: &str) {
 /// The example alert rules of docs/operations.md pass `promtool check rules` and
 /// every metric of ours they use is one the binaries really expose.
 fn alert_rules_are_valid_and_name_real_metrics(expositions: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/prometheus-rules.yml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/orders/files/prometheus-rules.yml");
     let out = Command::new("promtool").args(["check", "rules", path]).output().expect("promtool runs");
     assert!(out.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&out.stdout));
     let rules = std::fs::read_to_string(path).unwrap();

@@ -114,6 +114,9 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
   secret:
     secretName: {{ .Values.temporal.tls.existingSecret }}
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "orders.volumeMounts" -}}
@@ -123,5 +126,8 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
 - name: temporal-tls
   mountPath: /etc/orders/temporal-tls
   readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
