@@ -247,7 +247,10 @@ pub struct JwtSettings {
 /// keys without a restart here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksUrl {
+    /// The JWKS endpoint, or, with `discover`, the issuer's OpenID configuration
+    /// (`{ORDERS_JWT_ISSUER}/.well-known/openid-configuration`) that names it.
     pub url: String,
+    pub discover: bool,
     /// A PEM CA to trust besides the built-in roots (`ORDERS_JWT_JWKS_CA_FILE`).
     pub ca_pem: Option<String>,
     pub refresh_every: Duration,
@@ -341,14 +344,27 @@ impl JwtSettings {
             jwt.jwks = file("ORDERS_JWT_JWKS_FILE")?;
             jwt.jwks_url = match env.get("ORDERS_JWT_JWKS_URL") {
                 None => None,
-                Some(url) if url.starts_with("https://") => Some(JwksUrl {
-                    url,
+                Some(url) if url.starts_with("https://") || url == "discover" => Some(JwksUrl {
+                    discover: url == "discover",
+                    url: if url == "discover" {
+                        let issuer = jwt.issuer.clone().filter(|i| i.starts_with("https://")).ok_or(ConfigError {
+                            var: "ORDERS_JWT_ISSUER",
+                            message: "ORDERS_JWT_JWKS_URL=discover needs the issuer's https:// URL".into(),
+                        })?;
+                        format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+                    } else {
+                        url
+                    },
                     ca_pem: file("ORDERS_JWT_JWKS_CA_FILE")?,
                     refresh_every: env.duration("ORDERS_JWT_JWKS_REFRESH", Duration::from_secs(300))?,
                     min_refresh: env.duration("ORDERS_JWT_JWKS_MIN_REFRESH", Duration::from_secs(10))?,
                 }),
                 Some(_) => {
-                    return Err(ConfigError { var: "ORDERS_JWT_JWKS_URL", message: "must be an https:// URL".into() });
+                    return Err(ConfigError {
+                        var: "ORDERS_JWT_JWKS_URL",
+                        message: "must be an https:// URL, or `discover` (OpenID discovery from ORDERS_JWT_ISSUER)"
+                            .into(),
+                    });
                 }
             };
             if jwt.public_key_pem.is_none() && jwt.jwks.is_none() && jwt.jwks_url.is_none() {

@@ -169,8 +169,27 @@ impl RemoteJwks {
         }
     }
 
-    async fn fetch(&self) -> Result<BTreeMap<String, DecodingKey>, String> {
+    /// Where the keys are: the configured endpoint, or the `jwks_uri` of the
+    /// issuer's OpenID configuration (read again at every fetch: it may move too).
+    async fn jwks_uri(&self) -> Result<String, String> {
+        if !self.settings.discover {
+            return Ok(self.settings.url.clone());
+        }
+        #[derive(Deserialize)]
+        struct OpenIdConfiguration {
+            jwks_uri: String,
+        }
         let resp = self.http.get(&self.settings.url).send().await.map_err(|e| e.to_string())?;
+        let config: OpenIdConfiguration =
+            resp.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        if !config.jwks_uri.starts_with("https://") {
+            return Err(format!("jwks_uri {} is not https", config.jwks_uri));
+        }
+        Ok(config.jwks_uri)
+    }
+
+    async fn fetch(&self) -> Result<BTreeMap<String, DecodingKey>, String> {
+        let resp = self.http.get(self.jwks_uri().await?).send().await.map_err(|e| e.to_string())?;
         let set: JwkSet =
             resp.error_for_status().map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
         let mut keys = BTreeMap::new();

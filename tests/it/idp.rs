@@ -26,16 +26,22 @@ fn jwks_with(kid: &str) -> String {
 
 /// An RS256 token as the IdP would sign it with the key `kid` (fixture `pem`).
 fn idp_token(kid: &str, pem: &str) -> String {
+    signed(kid, pem, json!({"sub": "idp-user", "role": "customer"}))
+}
+
+fn signed(kid: &str, pem: &str, mut claims: Value) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    claims["exp"] = (now + 300).into();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.into());
     let key = EncodingKey::from_rsa_pem(fixture(pem).as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, &json!({"sub": "idp-user", "role": "customer", "exp": now + 300}), &key).unwrap()
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
 /// An HTTPS JWKS endpoint serving `jwks.json` of a directory the test rewrites.
 struct Idp {
     dir: std::path::PathBuf,
+    issuer: String,
     url: String,
     ca: String,
     _server: Process,
@@ -50,6 +56,11 @@ impl Idp {
         std::fs::create_dir_all(&site).unwrap();
         std::fs::write(site.join("jwks.json"), jwks_with(kid)).unwrap();
         let port = free_port();
+        // OpenID discovery: the issuer's configuration names its JWKS endpoint.
+        std::fs::create_dir_all(site.join(".well-known")).unwrap();
+        let issuer = format!("https://127.0.0.1:{port}");
+        let configuration = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks.json")});
+        std::fs::write(site.join(".well-known/openid-configuration"), configuration.to_string()).unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/https_static.py");
         let server = Process(
             Command::new("python3")
@@ -59,7 +70,7 @@ impl Idp {
                 .spawn()
                 .expect("python3 runs"),
         );
-        Idp { url: format!("https://127.0.0.1:{port}/jwks.json"), ca, dir, _server: server }
+        Idp { url: format!("{issuer}/jwks.json"), issuer, ca, dir, _server: server }
     }
 
     /// Waits until the endpoint answers over TLS with the test CA.
@@ -121,4 +132,27 @@ async fn unknown_key_ids_refetch_at_most_once_per_interval() {
     // Within the interval a made-up (or new) key id does not make the API call the IdP again.
     let new = idp_token("key-2026-11", "rsa2-private.pem");
     assert_eq!(list_with(&app, &new).await, StatusCode::UNAUTHORIZED);
+}
+
+/// `ORDERS_JWT_JWKS_URL=discover`: the JWKS endpoint is the one the issuer's
+/// OpenID configuration names, as Keycloak, Auth0, Cognito and Entra publish it.
+#[tokio::test]
+async fn the_jwks_endpoint_is_found_by_openid_discovery() {
+    let idp = Idp::start("key-2026-10");
+    idp.ready().await;
+    let app = spawn_app_with(&[
+        ("ORDERS_JWT_ALG", "RS256"),
+        ("ORDERS_JWT_ISSUER", &idp.issuer),
+        ("ORDERS_JWT_JWKS_URL", "discover"),
+        ("ORDERS_JWT_JWKS_CA_FILE", &idp.ca),
+    ])
+    .await;
+    let token = signed("key-2026-10", "rsa-private.pem", json!({"sub": "u1", "role": "customer", "iss": idp.issuer}));
+    assert_eq!(list_with(&app, &token).await, StatusCode::OK);
+    let other_issuer = signed(
+        "key-2026-10",
+        "rsa-private.pem",
+        json!({"sub": "u1", "role": "customer", "iss": "https://evil.example"}),
+    );
+    assert_eq!(list_with(&app, &other_issuer).await, StatusCode::UNAUTHORIZED);
 }
