@@ -79,13 +79,13 @@ impl HttpCarrier {
 #[async_trait]
 impl Carrier for HttpCarrier {
     async fn book(&self, req: &ShipmentRequest) -> Result<Booking, PartyError> {
-        let resp = self
-            .http
-            .post(format!("{}/shipments", self.base_url))
-            .header("Idempotency-Key", &req.idempotency_key)
-            .json(req)
-            .send()
-            .await?;
+        let resp = super::send_traced(
+            self.http
+                .post(format!("{}/shipments", self.base_url))
+                .header("Idempotency-Key", &req.idempotency_key)
+                .json(req),
+        )
+        .await?;
         let status = resp.status();
         let text = resp.text().await?;
         if status.is_success() {
@@ -96,12 +96,12 @@ impl Carrier for HttpCarrier {
     }
 
     async fn cancel(&self, idempotency_key: &str, tracking_number: &str) -> Result<(), PartyError> {
-        let resp = self
-            .http
-            .post(format!("{}/shipments/{tracking_number}/cancel", self.base_url))
-            .header("Idempotency-Key", idempotency_key)
-            .send()
-            .await?;
+        let resp = super::send_traced(
+            self.http
+                .post(format!("{}/shipments/{tracking_number}/cancel", self.base_url))
+                .header("Idempotency-Key", idempotency_key),
+        )
+        .await?;
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             Ok(())

@@ -61,6 +61,33 @@ impl PartyError {
     }
 }
 
+/// Sends a call to a party in a client span of its own (OpenTelemetry HTTP
+/// client conventions), carrying that span's W3C `traceparent`, so a party that
+/// traces joins the order's trace and the trace shows how long the party took.
+pub(crate) async fn send_traced(request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "http.client",
+        otel.name = %method,
+        otel.kind = "client",
+        http.request.method = %method,
+        server.address = request.url().host_str().unwrap_or_default(),
+        url.path = request.url().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut opentelemetry_http::HeaderInjector(request.headers_mut()))
+    });
+    let response = client.execute(request).instrument(span.clone()).await?;
+    span.record("http.response.status_code", response.status().as_u16());
+    Ok(response)
+}
+
 impl From<reqwest::Error> for PartyError {
     fn from(e: reqwest::Error) -> Self {
         // Connection, timeout and body errors: the request may not have arrived; the

@@ -96,16 +96,16 @@ impl Notifier for WebhookNotifier {
         let body = serde_json::to_vec(n).map_err(|e| PartyError::Permanent(e.to_string()))?;
         let timestamp = Utc::now().timestamp();
         let id = n.id.to_string();
-        let resp = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("webhook-signature", signature(&self.keys, &id, timestamp, &body))
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .body(body)
-            .send()
-            .await?;
+        let resp = super::send_traced(
+            self.http
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .header("webhook-signature", signature(&self.keys, &id, timestamp, &body))
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .body(body),
+        )
+        .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

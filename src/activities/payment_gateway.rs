@@ -144,8 +144,10 @@ impl HttpPaymentGateway {
         key: &str,
         body: &impl Serialize,
     ) -> Result<(reqwest::StatusCode, GatewayReply, String), PartyError> {
-        let resp =
-            self.http.post(format!("{}{path}", self.base_url)).header("Idempotency-Key", key).json(body).send().await?;
+        let resp = super::send_traced(
+            self.http.post(format!("{}{path}", self.base_url)).header("Idempotency-Key", key).json(body),
+        )
+        .await?;
         let status = resp.status();
         let text = resp.text().await?;
         let reply = serde_json::from_str(&text).unwrap_or(GatewayReply { id: None, reason: None, charge: None });

@@ -127,7 +127,7 @@ pub async fn stop_locked(
 
 /// A stop proposed by the workflow (a failed step, a deadline, a cancellation in
 /// Temporal). Waits for a party call in flight, as compensation must.
-#[tracing::instrument(name = "db.decisions.stop", skip_all, fields(order_id = %id, reason = reason.as_str(), otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.stop", skip_all, fields(order_id = %id, reason = reason.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn stop(pool: &PgPool, id: OrderId, reason: StopReason, detail: &str) -> Result<StopDecision, DecisionError> {
     let mut tx = pool.begin().await?;
     let locked = lock(&mut tx, id).await?;
@@ -147,7 +147,7 @@ pub enum Cancel {
     Refused(OrderStatus),
 }
 
-#[tracing::instrument(name = "db.decisions.cancel", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.cancel", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn cancel(pool: &PgPool, lock_wait: Duration, id: OrderId, detail: &str) -> Result<Cancel, DecisionError> {
     let mut tx = begin(pool, lock_wait).await?;
     let locked = lock(&mut tx, id).await?;
@@ -175,7 +175,7 @@ pub enum Review {
     NotAwaiting(OrderStatus),
 }
 
-#[tracing::instrument(name = "db.decisions.review", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.review", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn review(
     pool: &PgPool,
     lock_wait: Duration,
@@ -224,7 +224,7 @@ pub enum CarrierReport {
 /// Records a carrier event. Pickup and delivery move the order (stock leaves the
 /// warehouse with the parcel); an exception goes on the timeline. Once recorded,
 /// a cancel is refused: the carrier's word came first.
-#[tracing::instrument(name = "db.decisions.carrier_report", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.carrier_report", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn carrier_report(
     pool: &PgPool,
     lock_wait: Duration,
@@ -295,7 +295,7 @@ pub enum AmendRefusal {
 /// Changes the shipping address, as long as the booking has not begun: the
 /// booking reads the address under the same lock, so the carrier gets exactly
 /// the address of the last amendment answered 200. Returns the decision number.
-#[tracing::instrument(name = "db.decisions.amend", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.amend", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn amend(
     pool: &PgPool,
     lock_wait: Duration,
@@ -352,7 +352,7 @@ struct RecordRow {
     approve: Option<bool>,
 }
 
-#[tracing::instrument(name = "db.decisions.record", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.record", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record(pool: &PgPool, id: OrderId) -> Result<Option<Record>, sqlx::Error> {
     let row: Option<RecordRow> = sqlx::query_as(
         "SELECT o.status, o.stop_reason, o.stop_detail, r.approve \
@@ -369,7 +369,7 @@ pub async fn record(pool: &PgPool, id: OrderId) -> Result<Option<Record>, sqlx::
 }
 
 /// Notes that the workflow was told of decisions up to `seq`.
-#[tracing::instrument(name = "db.decisions.signalled", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.signalled", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn signalled(pool: &PgPool, id: OrderId, seq: i64) -> Result<(), sqlx::Error> {
     // Like the workflow-started mark: losing this write in a crash only costs
     // the recovery loop one more (idempotent) signal.
@@ -385,7 +385,7 @@ pub async fn signalled(pool: &PgPool, id: OrderId, seq: i64) -> Result<(), sqlx:
 
 /// Orders with decisions at least `min_age_secs` old that their workflow was
 /// not told of, with the latest decision's number.
-#[tracing::instrument(name = "db.decisions.unsignalled", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.decisions.unsignalled", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn unsignalled(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, i64)>, sqlx::Error> {
     let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
         "SELECT id, decisions FROM orders WHERE decisions_signalled < decisions \

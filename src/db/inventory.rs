@@ -21,7 +21,7 @@ pub enum Reserve {
 /// Reserves every line of the order in the caller's transaction, which must
 /// already hold the order's row lock (`orders::lock`). Stock held by an earlier
 /// attempt counts as held; new stock is taken only when `take` is true.
-#[tracing::instrument(name = "db.inventory.reserve", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.inventory.reserve", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn reserve(tx: &mut PgConnection, id: OrderId, take: bool) -> Result<Reserve, sqlx::Error> {
     let (existing,): (i64,) = sqlx::query_as("SELECT count(*) FROM inventory_reservations WHERE order_id = $1")
         .bind(id.0)
@@ -73,18 +73,18 @@ pub async fn reserve(tx: &mut PgConnection, id: OrderId, take: bool) -> Result<R
 }
 
 /// Returns held stock to `available`. A second call finds nothing held and changes nothing.
-#[tracing::instrument(name = "db.inventory.release", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.inventory.release", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn release(tx: &mut PgConnection, id: OrderId) -> Result<u64, sqlx::Error> {
     settle(tx, id, "released", "available = i.available + r.quantity, ").await
 }
 
 /// Stock leaves the warehouse: held units are no longer reserved (nor available).
-#[tracing::instrument(name = "db.inventory.consume", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.inventory.consume", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn consume(tx: &mut PgConnection, id: OrderId) -> Result<u64, sqlx::Error> {
     settle(tx, id, "consumed", "").await
 }
 
-#[tracing::instrument(name = "db.inventory.settle", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.inventory.settle", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 async fn settle(tx: &mut PgConnection, id: OrderId, state: &str, available: &str) -> Result<u64, sqlx::Error> {
     let sql = format!(
         "WITH r AS (UPDATE inventory_reservations SET state = $2, updated_at = now() \

@@ -9,7 +9,7 @@ use crate::activities::notifier::{Channel, Notification};
 use crate::domain::OrderId;
 
 /// The order's notifications not yet delivered on `channel`, oldest first.
-#[tracing::instrument(name = "db.notifications.undelivered", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.notifications.undelivered", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn undelivered(pool: &PgPool, id: OrderId, channel: Channel) -> Result<Vec<Notification>, sqlx::Error> {
     sqlx::query_as(
         "SELECT n.id, n.kind, n.order_id, n.created_at, n.payload FROM notifications n \
@@ -23,7 +23,7 @@ pub async fn undelivered(pool: &PgPool, id: OrderId, channel: Channel) -> Result
 }
 
 /// Records an attempt's outcome; `error` None means delivered.
-#[tracing::instrument(name = "db.notifications.record_delivery", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.notifications.record_delivery", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record_delivery(
     pool: &PgPool,
     notification_id: i64,

@@ -41,7 +41,7 @@ pub enum Recorded {
 }
 
 /// Records an accepted order with its lines and first timeline event, in one transaction.
-#[tracing::instrument(name = "db.orders.insert", skip_all, fields(order_id = %order.id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.insert", skip_all, fields(order_id = %order.id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (key, hash) = order.idempotency.clone().unzip();
@@ -119,7 +119,7 @@ pub async fn by_idempotency_key<'c>(
 
 /// Appends a timeline event and, in the same transaction, its notification to
 /// the outbox: one notification per event, written once whatever retries.
-#[tracing::instrument(name = "db.orders.record_event", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.record_event", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record_event(
     conn: &mut PgConnection,
     id: OrderId,
@@ -157,7 +157,7 @@ pub async fn record_event(
 /// Once a stop is recorded (`decisions::stop`) the order moves only to the end
 /// that stop names: a step attempt that outlived its run cannot mark it paid or
 /// shipped meanwhile, nor can a deadline or a carrier end it otherwise.
-#[tracing::instrument(name = "db.orders.transition", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.transition", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn transition(
     conn: &mut PgConnection,
     id: OrderId,
@@ -208,7 +208,7 @@ pub struct Locked {
 /// calls a party holds off compensation until its outcome is recorded. (`NO KEY`:
 /// rows that only refer to the order, such as its party-call count or review,
 /// can still be written meanwhile.)
-#[tracing::instrument(name = "db.orders.lock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.lock", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Locked>, sqlx::Error> {
     // An order closed by a workflow of the version before has its end's reason
     // in `reason` only.
@@ -231,7 +231,7 @@ pub async fn lock(conn: &mut PgConnection, id: OrderId) -> Result<Option<Locked>
 /// outcome, so what compensation reads next is final. Idempotent. The stop's
 /// reason is recorded first by `decisions::stop`; this is what the compensating
 /// steps themselves do, whoever started them.
-#[tracing::instrument(name = "db.orders.fence", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.fence", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn fence<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(), sqlx::Error> {
     // Only the first call writes; later ones (the other compensations) find it set.
     sqlx::query("UPDATE orders SET stopped_at = now() WHERE id = $1 AND stopped_at IS NULL")
@@ -241,7 +241,7 @@ pub async fn fence<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(
     Ok(())
 }
 
-#[tracing::instrument(name = "db.orders.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     // Not waiting for the WAL flush here saves one fsync per accepted order. It is
     // safe: if Postgres loses this write in a crash, the recovery loop starts the
@@ -256,7 +256,7 @@ pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sql
 }
 
 /// Orders (id, total) accepted at least `min_age_secs` ago whose workflow start was never confirmed.
-#[tracing::instrument(name = "db.orders.unstarted", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.unstarted", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, Decimal)>, sqlx::Error> {
     let rows: Vec<(Uuid, Decimal)> = sqlx::query_as(
         "SELECT id, total FROM orders WHERE workflow_started_at IS NULL \
@@ -279,7 +279,7 @@ pub struct Fulfilment {
     pub shipping_address: Json<Address>,
 }
 
-#[tracing::instrument(name = "db.orders.fulfilment", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.fulfilment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn fulfilment<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
     sqlx::query_as("SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1")
         .bind(id.0)
@@ -478,7 +478,7 @@ pub async fn view(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, sqlx:
 /// The order if it is `customer`'s (any order for `None`). Another customer's
 /// order costs what an unknown id costs (the row is found by id and dropped
 /// before anything is gathered for it), so timing does not tell that it exists.
-#[tracing::instrument(name = "db.orders.view", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.view", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn view_for(pool: &PgPool, id: OrderId, customer: Option<&str>) -> Result<Option<OrderView>, sqlx::Error> {
     let Some(o) = sqlx::query_as::<_, OrderRow>(VIEW).bind(id.0).bind(customer).fetch_optional(pool).await? else {
         return Ok(None);
@@ -549,7 +549,7 @@ pub struct ListFilter {
 
 /// Newest first. Only the filters given become conditions (no `$1 IS NULL OR`
 /// patterns), so the planner picks the (customer_id, id) or (status, id) index.
-#[tracing::instrument(name = "db.orders.list", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sqlx::Error> {
     let mut q = sqlx::QueryBuilder::new(
         "SELECT id, customer_id, status, reason, currency, total, created_at, updated_at FROM orders WHERE TRUE",
@@ -574,7 +574,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
 }
 
 /// Timeline events of an order after `after_id`, oldest first.
-#[tracing::instrument(name = "db.orders.events_after", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.orders.events_after", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn events_after(pool: &PgPool, id: OrderId, after_id: i64) -> Result<Vec<EventView>, sqlx::Error> {
     sqlx::query_as("SELECT id, status, detail, at FROM order_events WHERE order_id = $1 AND id > $2 ORDER BY id")
         .bind(id.0)

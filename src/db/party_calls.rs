@@ -44,7 +44,7 @@ pub struct Calls {
 }
 
 /// Counts one more call of `step` for the order, before it is made.
-#[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<Calls, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO party_calls (order_id, step, calls) VALUES ($1, $2, 1) \
@@ -57,7 +57,7 @@ pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<Calls, sqlx
 }
 
 /// Takes back a call counted but not made (the fence refused it).
-#[tracing::instrument(name = "db.party_calls.uncount", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.party_calls.uncount", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn uncount<'c>(conn: impl PgExecutor<'c>, id: OrderId, step: Step) -> Result<(), sqlx::Error> {
     // A row whose every call was taken back is deleted (calls must stay positive).
     sqlx::query(
@@ -73,7 +73,7 @@ pub async fn uncount<'c>(conn: impl PgExecutor<'c>, id: OrderId, step: Step) -> 
 }
 
 /// Counts a transient failure the party answered, and returns the failures so far.
-#[tracing::instrument(name = "db.party_calls.failed", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.party_calls.failed", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn failed(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE party_calls SET failures = failures + 1 WHERE order_id = $1 AND step = $2 RETURNING failures",
@@ -85,7 +85,7 @@ pub async fn failed(pool: &PgPool, id: OrderId, step: Step) -> Result<i32, sqlx:
 }
 
 /// The calls counted so far (0 when none was ever attempted).
-#[tracing::instrument(name = "db.party_calls.calls", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.party_calls.calls", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn calls<'c>(conn: impl PgExecutor<'c>, id: OrderId, step: Step) -> Result<i32, sqlx::Error> {
     let calls: Option<i32> = sqlx::query_scalar("SELECT calls FROM party_calls WHERE order_id = $1 AND step = $2")
         .bind(id.0)

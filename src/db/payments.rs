@@ -79,7 +79,7 @@ pub struct Payment {
 /// did, and returns the row as it now stands; `None` when there is no such row
 /// and none may be added: the order's compensation has begun (`orders.stopped_at`),
 /// so no new charge may start.
-#[tracing::instrument(name = "db.payments.begin", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.payments.begin", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Option<Payment>, sqlx::Error> {
     let key = kind.key(id);
     // A refund is itself compensation: only a charge is held back by the fence.
@@ -97,7 +97,7 @@ pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> R
     find(pool, id, kind).await
 }
 
-#[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn find<'c>(conn: impl PgExecutor<'c>, id: OrderId, kind: Kind) -> Result<Option<Payment>, sqlx::Error> {
     sqlx::query_as("SELECT status, amount, provider_reference, decline_reason FROM payments WHERE idempotency_key = $1")
         .bind(kind.key(id))
@@ -105,7 +105,7 @@ pub async fn find<'c>(conn: impl PgExecutor<'c>, id: OrderId, kind: Kind) -> Res
         .await
 }
 
-#[tracing::instrument(name = "db.payments.succeed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.payments.succeed", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn succeed<'c>(
     conn: impl PgExecutor<'c>,
     id: OrderId,
@@ -135,7 +135,7 @@ pub enum Refusal {
 /// Records that a pending charge or refund ended without money moving. A refused
 /// refund leaves the captured charge with the customer's money: the order's
 /// view shows it (`refund_refused`) for an operator to settle.
-#[tracing::instrument(name = "db.payments.refuse", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.payments.refuse", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn refuse<'c>(
     conn: impl PgExecutor<'c>,
     id: OrderId,
@@ -161,7 +161,7 @@ pub async fn refuse<'c>(
 
 /// Forgets an intent the gateway never heard of, or says it has nothing for
 /// (e.g. a refund of a charge it never captured).
-#[tracing::instrument(name = "db.payments.discard_pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.payments.discard_pending", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn discard_pending(pool: &PgPool, id: OrderId, kind: Kind) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payments WHERE idempotency_key = $1 AND status = 'pending'")
         .bind(kind.key(id))

@@ -8,13 +8,13 @@ use sqlx::{PgConnection, PgExecutor};
 use crate::domain::OrderId;
 
 /// The decision recorded for the order, if any (true: approved).
-#[tracing::instrument(name = "db.reviews.find", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.reviews.find", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn find<'c>(conn: impl PgExecutor<'c>, id: OrderId) -> Result<Option<bool>, sqlx::Error> {
     sqlx::query_scalar("SELECT approve FROM order_reviews WHERE order_id = $1").bind(id.0).fetch_optional(conn).await
 }
 
 /// Records the decision; the caller holds the order's row lock and found none recorded.
-#[tracing::instrument(name = "db.reviews.insert", skip_all, fields(order_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.reviews.insert", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(
     conn: &mut PgConnection,
     id: OrderId,

@@ -10,7 +10,7 @@ pub struct Shipment {
     pub tracking_number: String,
 }
 
-#[tracing::instrument(name = "db.shipments.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn find<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Option<Shipment>, sqlx::Error> {
     sqlx::query_as("SELECT carrier, tracking_number FROM shipments WHERE order_id = $1")
         .bind(id.0)
@@ -18,7 +18,7 @@ pub async fn find<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Op
         .await
 }
 
-#[tracing::instrument(name = "db.shipments.insert", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO shipments (order_id, carrier, tracking_number) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
@@ -32,7 +32,7 @@ pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Resul
 }
 
 /// Marks the booking cancelled (after the carrier confirmed); idempotent.
-#[tracing::instrument(name = "db.shipments.mark_cancelled", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.mark_cancelled", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn mark_cancelled(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE shipments SET cancelled_at = now() WHERE order_id = $1 AND cancelled_at IS NULL")
         .bind(id.0)
@@ -41,7 +41,7 @@ pub async fn mark_cancelled(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-#[tracing::instrument(name = "db.shipments.is_cancelled", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.is_cancelled", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Error> {
     let row: Option<(bool,)> = sqlx::query_as("SELECT cancelled_at IS NOT NULL FROM shipments WHERE order_id = $1")
         .bind(id.0)
@@ -52,7 +52,7 @@ pub async fn is_cancelled(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Erro
 
 /// Records that the carrier refused for good to cancel the booking (the parcel
 /// may still travel: an operator settles it with the carrier); idempotent.
-#[tracing::instrument(name = "db.shipments.refuse_cancel", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.refuse_cancel", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn refuse_cancel<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE shipments SET cancel_refused = $2 WHERE order_id = $1 AND cancelled_at IS NULL AND cancel_refused IS NULL",
@@ -65,7 +65,7 @@ pub async fn refuse_cancel<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId, rea
 }
 
 /// Whether the carrier already refused to cancel the booking: it is not asked again.
-#[tracing::instrument(name = "db.shipments.cancel_refused", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.cancel_refused", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn cancel_refused(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Error> {
     let row: Option<(bool,)> = sqlx::query_as("SELECT cancel_refused IS NOT NULL FROM shipments WHERE order_id = $1")
         .bind(id.0)
@@ -75,7 +75,7 @@ pub async fn cancel_refused(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Er
 }
 
 /// (sku, quantity) of every line, for the parcel manifest.
-#[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn manifest<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
     sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")
         .bind(id.0)

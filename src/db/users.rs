@@ -52,7 +52,7 @@ impl From<UserRow> for UserView {
 }
 
 /// Creates a pending account; `None` when the email is taken (any case).
-#[tracing::instrument(name = "db.users.insert", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(pool: &PgPool, id: Uuid, email: &str, name: &str) -> Result<Option<UserView>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(
         "INSERT INTO users (id, email, name, status) VALUES ($1, $2, $3, 'pending_verification') \
@@ -66,7 +66,7 @@ pub async fn insert(pool: &PgPool, id: Uuid, email: &str, name: &str) -> Result<
     Ok(row.map(UserView::from))
 }
 
-#[tracing::instrument(name = "db.users.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.mark_workflow_started", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn mark_workflow_started(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
         .bind(id)
@@ -76,7 +76,7 @@ pub async fn mark_workflow_started(pool: &PgPool, id: Uuid) -> Result<(), sqlx::
 }
 
 /// Accounts recorded at least `min_age_secs` ago whose onboarding start was never confirmed.
-#[tracing::instrument(name = "db.users.unstarted", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.unstarted", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM users WHERE workflow_started_at IS NULL \
@@ -88,7 +88,7 @@ pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<V
     .await
 }
 
-#[tracing::instrument(name = "db.users.find", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Error> {
     let row: Option<UserRow> =
         sqlx::query_as("SELECT id, email, name, status, created_at, updated_at FROM users WHERE id = $1")
@@ -102,7 +102,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Err
 /// itself is never stored (only the email carries it). A retried send replaces
 /// the hash: the code in the latest email is the one that works. Returns whether
 /// the account still waits (an account already decided gets no code).
-#[tracing::instrument(name = "db.users.store_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.store_code", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn store_code(pool: &PgPool, id: Uuid, code_hash: &str) -> Result<bool, sqlx::Error> {
     let stored = sqlx::query(
         "UPDATE users SET code_hash = $2, updated_at = now() WHERE id = $1 AND status = 'pending_verification'",
@@ -134,7 +134,7 @@ pub enum Verify {
 /// are compared one at a time and at most `MAX_CODE_ATTEMPTS` wrong ones ever
 /// are, however many arrive at once (the rest find the account locked, or wait
 /// at most `lock_wait` and are refused as busy).
-#[tracing::instrument(name = "db.users.verify", skip_all, fields(user_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.verify", skip_all, fields(user_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn verify(
     pool: &PgPool,
     lock_wait: Duration,
@@ -178,7 +178,7 @@ pub async fn verify(
 }
 
 /// The account's status.
-#[tracing::instrument(name = "db.users.status", skip_all, fields(user_id = %id, otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.status", skip_all, fields(user_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn status(pool: &PgPool, id: Uuid) -> Result<Option<UserStatus>, sqlx::Error> {
     sqlx::query_scalar("SELECT status FROM users WHERE id = $1").bind(id).fetch_optional(pool).await
 }
@@ -186,7 +186,7 @@ pub async fn status(pool: &PgPool, id: Uuid) -> Result<Option<UserStatus>, sqlx:
 /// Compares a code with the stored hash; counts a wrong one. Returns (matched,
 /// failed attempts so far). For workflows started before attempts were decided
 /// by the API (their `verify` update).
-#[tracing::instrument(name = "db.users.check_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.check_code", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn check_code(pool: &PgPool, id: Uuid, code_hashes: &[String]) -> Result<(bool, u32), sqlx::Error> {
     let row: Option<(bool, i32)> = sqlx::query_as(
         "UPDATE users SET failed_attempts = failed_attempts + CASE WHEN code_hash = ANY($2) THEN 0 ELSE 1 END, \
@@ -201,7 +201,7 @@ pub async fn check_code(pool: &PgPool, id: Uuid, code_hashes: &[String]) -> Resu
 }
 
 /// Ends onboarding in `status` while the account is pending; one already decided keeps its status.
-#[tracing::instrument(name = "db.users.finish", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "db.users.finish", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn finish(pool: &PgPool, id: Uuid, status: UserStatus) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET status = $2, code_hash = NULL, updated_at = now() WHERE id = $1 AND status = 'pending_verification'")
         .bind(id)

@@ -74,28 +74,36 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(middleware::from_fn(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-                    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-                    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let span = tracing::info_span!(
-                        "http",
-                        otel.name = format!(
-                            "{} {}",
-                            metrics::method_label(req.method()),
-                            route.as_deref().unwrap_or("unmatched")
-                        ),
-                        otel.kind = "server",
-                        method = metrics::method_label(req.method()),
-                        route = route.as_deref().unwrap_or("unmatched"),
-                        request_id
-                    );
-                    // Continue the storefront's trace when it sends a W3C `traceparent`.
-                    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-                        p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
-                    });
-                    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
-                    span
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<Body>| {
+                            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+                            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                            let span = tracing::info_span!(
+                                "http",
+                                otel.name = format!(
+                                    "{} {}",
+                                    metrics::method_label(req.method()),
+                                    route.as_deref().unwrap_or("unmatched")
+                                ),
+                                otel.kind = "server",
+                                // OpenTelemetry HTTP semantic conventions.
+                                http.request.method = metrics::method_label(req.method()),
+                                http.route = route.as_deref().unwrap_or("unmatched"),
+                                http.response.status_code = tracing::field::Empty,
+                                request_id
+                            );
+                            // Continue the storefront's trace when it sends a W3C `traceparent`.
+                            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                                p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
+                            });
+                            let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+                            span
+                        })
+                        .on_response(|resp: &axum::http::Response<Body>, _latency: Duration, span: &tracing::Span| {
+                            span.record("http.response.status_code", resp.status().as_u16());
+                        }),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside the limits, so shed, timed-out and refused requests are counted too.
                 .layer(track)

@@ -27,6 +27,7 @@ use crate::support::*;
 pub(crate) struct Seen {
     pub(crate) key: Option<String>,
     pub(crate) body: Value,
+    pub(crate) traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -57,11 +58,14 @@ fn route_of(path: &str) -> &'static str {
 
 async fn answer(State(script): State<Arc<Mutex<Script>>>, req: Request) -> (StatusCode, String) {
     let route = route_of(req.uri().path());
-    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (key, traceparent) = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (header("idempotency-key"), header("traceparent"))
+    };
     let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = script.lock().unwrap();
-    s.seen.entry(route).or_default().push(Seen { key, body });
+    s.seen.entry(route).or_default().push(Seen { key, body, traceparent });
     let (status, text) = match s.next.get_mut(route).and_then(VecDeque::pop_front) {
         Some(answer) => answer,
         None => s.always.get(route).cloned().unwrap_or((200, "{}".into())),
@@ -276,6 +280,9 @@ async fn refused_compensations_are_recorded_and_the_order_still_ends() {
         ("ORDERS_PAYMENT_GATEWAY_URL", gateway.url.clone()),
         ("ORDERS_CARRIER", "http".to_owned()),
         ("ORDERS_CARRIER_URL", carrier.url.clone()),
+        // Tracing on (to a collector that is not there: spans are dropped), so that
+        // calls to the parties carry their client span's traceparent.
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", free_port())),
     ])
     .await;
     let (_api, _worker) = (stack.start_api().await, stack.start_worker().await);
@@ -319,6 +326,12 @@ async fn refused_compensations_are_recorded_and_the_order_still_ends() {
     assert_eq!(gateway.seen("refunds").len(), 1);
     assert_eq!(carrier.seen("cancel").len(), 1);
     assert_eq!(gateway.seen("charges").len(), 1);
+    // Each call carries the W3C traceparent of its client span, so a tracing party joins the trace.
+    for seen in [&gateway.seen("charges")[0], &gateway.seen("refunds")[0], &carrier.seen("shipments")[0]] {
+        let tp = seen.traceparent.as_deref().unwrap_or_default();
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert!(parts.len() == 4 && parts[1].len() == 32 && parts[2].len() == 16, "traceparent {tp:?}");
+    }
 
     let metrics = stack.http.get(&stack.worker_metrics).send().await.unwrap().text().await.unwrap();
     assert_eq!(series(&metrics, r#"orders_compensations_refused_total{step="refund"}"#), 1.0, "{metrics}");
