@@ -157,7 +157,8 @@ def chart(values, label, production):
 
 
 def monitoring():
-    values = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    values = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                          "grafanaDashboard": {"enabled": True}},
               "extraVolumes": [{"name": "jwks", "configMap": {"name": "idp-jwks"}}],
               "extraVolumeMounts": [{"name": "jwks", "mountPath": "/etc/orders/jwks", "readOnly": True}]}
     docs = manifests(values, "monitoring and extra volumes")
@@ -176,6 +177,10 @@ def monitoring():
         source = yaml.safe_load(f)
     check(len(rules) == 1 and rules[0]["spec"]["groups"] == source["groups"],
           "monitoring: the PrometheusRule carries files/prometheus-rules.yml unchanged")
+    dashboard = find(docs, "ConfigMap", "-dashboard")
+    with open(os.path.join(CHART, "files", "grafana-dashboard.json")) as f:
+        check(dashboard is not None and json.loads(dashboard["data"]["orders.json"]) == json.load(f),
+              "monitoring: the dashboard ConfigMap carries files/grafana-dashboard.json unchanged")
     for suffix in ["-api", "-worker"]:
         spec = find(docs, "Deployment", suffix)["spec"]["template"]["spec"]
         check(any(v["name"] == "jwks" for v in spec["volumes"]), f"monitoring: {suffix} has the extra volume")

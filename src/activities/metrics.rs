@@ -56,11 +56,19 @@ impl OrderMetrics {
             finished: counter("orders_finished", "Orders that reached an end status, by status"),
             meter,
         };
-        // Exposed at 0 from the start: an alert on `increase()` sees the first refusal
-        // only if the series existed before it.
+        // Every series exposed at 0 from the start: `increase()` (alerts, dashboards)
+        // sees the first event only if the series existed before it.
         for step in [Refusal::Refund, Refusal::CancelShipment] {
             metrics.refusals.add(0, &metrics.labelled("step", refusal_label(step)));
         }
+        for step in [Compensation::Refund, Compensation::CancelShipment, Compensation::ReleaseStock] {
+            metrics.compensations.add(0, &metrics.labelled("step", compensation_label(step)));
+        }
+        for status in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            metrics.finished.add(0, &metrics.labelled("status", status.as_str()));
+        }
+        metrics.declines.add(0, &metrics.none);
+        metrics.stockouts.add(0, &metrics.none);
         metrics
     }
 
@@ -82,12 +90,7 @@ impl OrderMetrics {
     }
 
     pub fn compensated(&self, step: Compensation) {
-        let step = match step {
-            Compensation::Refund => "refund",
-            Compensation::CancelShipment => "cancel_shipment",
-            Compensation::ReleaseStock => "release_stock",
-        };
-        self.compensations.add(1, &self.labelled("step", step));
+        self.compensations.add(1, &self.labelled("step", compensation_label(step)));
     }
 
     pub fn compensation_refused(&self, step: Refusal) {
@@ -103,5 +106,13 @@ fn refusal_label(step: Refusal) -> &'static str {
     match step {
         Refusal::Refund => "refund",
         Refusal::CancelShipment => "cancel_shipment",
+    }
+}
+
+fn compensation_label(step: Compensation) -> &'static str {
+    match step {
+        Compensation::Refund => "refund",
+        Compensation::CancelShipment => "cancel_shipment",
+        Compensation::ReleaseStock => "release_stock",
     }
 }

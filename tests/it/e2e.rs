@@ -209,17 +209,29 @@ fn promtool_check(exposition: &str, what: &str) {
     assert!(out.status.success() && report.trim().is_empty(), "promtool on the {what} metrics:\n{report}");
 }
 
-/// The example alert rules of docs/operations.md pass `promtool check rules` and
-/// every metric of ours they use is one the binaries really expose.
+/// The alert rules (helm/orders/files) pass `promtool check rules`, and every
+/// metric they and the Grafana dashboard query is one the binaries really expose.
 fn alert_rules_are_valid_and_name_real_metrics(expositions: &str) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/orders/files/prometheus-rules.yml");
     let out = Command::new("promtool").args(["check", "rules", path]).output().expect("promtool runs");
     assert!(out.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&out.stdout));
     let rules = std::fs::read_to_string(path).unwrap();
-    let names = regex::Regex::new(r"\borders_[a-z_]+").unwrap();
-    for name in names.find_iter(&rules).map(|m| m.as_str()) {
-        let base = name.trim_end_matches("_bucket");
-        assert!(expositions.contains(&format!("# TYPE {base} ")), "the rules use {name}, which is not exposed");
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/helm/orders/files/grafana-dashboard.json"))
+            .unwrap();
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    // Every metric the rules and the dashboard query, ours and the Temporal SDK's. The
+    // SDK exposes its failure counters only once something failed (none did here): those
+    // are named as in temporalio-sdk-core's telemetry/metrics.rs.
+    const SDK_FAILURE_COUNTERS: [&str; 2] =
+        ["temporal_workflow_task_execution_failed_total", "temporal_local_activity_execution_failed_total"];
+    let names = regex::Regex::new(r"\b(orders|temporal)_[a-z_]+").unwrap();
+    for (what, text) in [("rules", &rules), ("dashboard", &dashboard)] {
+        for name in names.find_iter(text).map(|m| m.as_str()) {
+            let base = name.trim_end_matches("_bucket");
+            let exposed = expositions.contains(&format!("# TYPE {base} ")) || SDK_FAILURE_COUNTERS.contains(&base);
+            assert!(exposed, "the {what} use {name}, which is not exposed");
+        }
     }
 }
 
