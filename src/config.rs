@@ -379,6 +379,34 @@ impl JwtSettings {
     }
 }
 
+/// The variables table of `docs/configuration.md`, the one place every setting
+/// is described: `--help` of both binaries prints it, and a unit test checks
+/// that every variable read here is in it.
+const CONFIGURATION_DOC: &str = include_str!("../docs/configuration.md");
+
+/// The variables (name, default, meaning) as `docs/configuration.md` lists them.
+pub fn documented_variables() -> Vec<(Vec<String>, String, String)> {
+    CONFIGURATION_DOC
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            let (names, default, meaning) = (cells.first()?, cells.get(1)?, cells.get(2..)?.join(" | "));
+            let names = names.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+            Some((names, default.replace('`', ""), meaning.replace('`', "")))
+        })
+        .collect()
+}
+
+/// `--help`'s list of environment variables, from `docs/configuration.md`.
+pub fn variables_help() -> String {
+    let mut out = String::from("Environment variables (a .env file is read too; see docs/configuration.md):\n");
+    for (names, default, meaning) in documented_variables() {
+        out.push_str(&format!("\n  {}  [default: {default}]\n      {meaning}\n", names.join(", ")));
+    }
+    out
+}
+
 /// Where settings come from; a closure in tests, the process environment otherwise.
 type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
@@ -751,6 +779,23 @@ mod tests {
             env.insert((*k).into(), (*v).into());
         }
         Settings::from_lookup(&|k| env.get(k).cloned())
+    }
+
+    /// Every variable this module reads is in docs/configuration.md (which `--help` prints).
+    #[test]
+    fn every_variable_read_is_documented() {
+        let source = include_str!("config.rs");
+        let documented: std::collections::BTreeSet<String> =
+            documented_variables().into_iter().flat_map(|(names, _, _)| names).collect();
+        let read = regex::Regex::new(r#"env\.[a-z_]+\(\s*"([A-Z][A-Z0-9_]+)""#).unwrap();
+        let mut missing: Vec<&str> = read
+            .captures_iter(source)
+            .map(|c| c.get(1).map_or("", |m| m.as_str()))
+            .filter(|v| !documented.contains(*v))
+            .collect();
+        missing.dedup();
+        assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+        assert!(variables_help().contains("ORDERS_VERIFICATION_KEY"));
     }
 
     #[test]

@@ -46,7 +46,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command.unwrap_or(Command::Serve) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().after_long_help(orders::config::variables_help()).get_matches();
+    match Cli::from_arg_matches(&matches)?.command.unwrap_or(Command::Serve) {
         Command::Probe { url } => {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
             let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();

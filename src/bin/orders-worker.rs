@@ -14,8 +14,15 @@ use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, 
 use temporalio_sdk::Runtime;
 use temporalio_sdk::runtime::RuntimeOptions;
 
+/// `orders-worker` takes no arguments; `--help` lists the environment variables.
+#[derive(clap::Parser)]
+#[command(name = "orders-worker", version, about = "Runs the order and onboarding workflows and their activities")]
+struct Cli {}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    Cli::command().after_long_help(orders::config::variables_help()).get_matches();
     let settings = Settings::from_env_for(Process::Worker)?;
     let _telemetry = telemetry::init(settings.log_format, "orders-worker");
     tracing::info!(task_queue = %settings.task_queue, temporal = %settings.temporal_address, "orders-worker starting");
