@@ -106,12 +106,12 @@ pub struct Settings {
     /// HMAC key of the stored verification-code hashes: without it, a copy of
     /// the database does not give the six-digit codes away.
     pub verification_key: Secret,
-    /// Simulated carrier only: report in_transit and delivered after these delays.
-    pub simulated_carrier_events: Option<(Duration, Duration)>,
+    /// Simulated carrier only: report pickup and delivery by itself.
+    pub simulated_carrier_events: Option<SimulatedCarrierReports>,
     /// Storefront webhooks; unset means notifications are only logged.
     pub webhook: Option<WebhookSettings>,
-    /// SMTP URL (it may carry credentials) and the From address; unset means emails are only logged.
-    pub smtp: Option<(Secret, String)>,
+    /// The mail server; unset means emails are only logged.
+    pub smtp: Option<SmtpSettings>,
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
@@ -131,6 +131,21 @@ pub struct Settings {
     /// An event stream re-reads its order this often even without a NOTIFY (a
     /// missed one, or a lost listener connection, costs at most this).
     pub events_fallback_poll: Duration,
+}
+
+/// The mail server and the sender of every email.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// `smtp://` or `smtps://`; it may carry credentials.
+    pub url: Secret,
+    pub from: String,
+}
+
+/// The simulated carrier's own reports: pickup this long after booking, delivery this long after pickup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedCarrierReports {
+    pub in_transit_after: Duration,
+    pub delivered_after: Duration,
 }
 
 /// Where storefront webhooks go and the keys they are signed with (Standard Webhooks).
@@ -602,10 +617,11 @@ impl Settings {
                 Some(WebhookSettings { url, keys })
             }
         };
-        let smtp = env.get("ORDERS_SMTP_URL").map(|url| {
-            (Secret::new(url), env.get("ORDERS_EMAIL_FROM").unwrap_or_else(|| "orders <orders@localhost>".into()))
+        let smtp = env.get("ORDERS_SMTP_URL").map(|url| SmtpSettings {
+            url: Secret::new(url),
+            from: env.get("ORDERS_EMAIL_FROM").unwrap_or_else(|| "orders <orders@localhost>".into()),
         });
-        if let Some((url, _)) = &smtp
+        if let Some(SmtpSettings { url, .. }) = &smtp
             && !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"))
         {
             return Err(ConfigError { var: "ORDERS_SMTP_URL", message: "must be an smtp:// or smtps:// URL".into() });
@@ -734,10 +750,10 @@ impl Settings {
             events_fallback_poll,
             simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
                 None => None,
-                Some(_) => Some((
-                    env.duration("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", Duration::ZERO)?,
-                    env.duration("ORDERS_SIM_CARRIER_DELIVERED_AFTER", Duration::from_secs(10))?,
-                )),
+                Some(_) => Some(SimulatedCarrierReports {
+                    in_transit_after: env.duration("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", Duration::ZERO)?,
+                    delivered_after: env.duration("ORDERS_SIM_CARRIER_DELIVERED_AFTER", Duration::from_secs(10))?,
+                }),
             },
             worker,
             log_format,

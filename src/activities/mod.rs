@@ -107,7 +107,9 @@ pub enum SetupError {
 /// The SMTP mailer, when one is configured.
 pub fn mailer(settings: &Settings) -> Result<Option<Arc<mailer::SmtpMailer>>, SetupError> {
     match &settings.smtp {
-        Some((url, from)) => Ok(Some(Arc::new(mailer::SmtpMailer::new(url.expose(), from).map_err(SetupError::Smtp)?))),
+        Some(smtp) => {
+            Ok(Some(Arc::new(mailer::SmtpMailer::new(smtp.url.expose(), &smtp.from).map_err(SetupError::Smtp)?)))
+        }
         None => Ok(None),
     }
 }
@@ -129,8 +131,8 @@ pub fn from_settings(
         Integration::Http { base_url } => Arc::new(HttpCarrier::new(http, base_url.clone())),
     };
     let simulated_carrier_events = match (&settings.carrier, settings.simulated_carrier_events) {
-        (Integration::Simulated, Some((in_transit_after, delivered_after))) => {
-            Some(SimulatedCarrierEvents { in_transit_after, delivered_after })
+        (Integration::Simulated, Some(r)) => {
+            Some(SimulatedCarrierEvents { in_transit_after: r.in_transit_after, delivered_after: r.delivered_after })
         }
         _ => None,
     };
