@@ -138,6 +138,16 @@ def chart(values, label, production):
         grace = int(env_of(c)[grace_env]["value"].rstrip("s"))
         check(spec["terminationGracePeriodSeconds"] > grace,
               f"{label}: {suffix} terminationGracePeriodSeconds must exceed its own drain ({grace}s)")
+    # Each process gets only the secrets it reads: the worker no JWT secret.
+    for suffix, wanted, absent in [("-api", {"DATABASE_URL", "ORDERS_VERIFICATION_KEY", "ORDERS_JWT_SECRET"}, "ORDERS_SMTP_URL"),
+                                   ("-worker", {"DATABASE_URL", "ORDERS_VERIFICATION_KEY"}, "ORDERS_JWT_SECRET")]:
+        dep = find(docs, "Deployment", suffix)
+        if not dep:
+            continue
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        from_secret = {e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        check(wanted <= from_secret and absent not in from_secret, f"{label}: {suffix} secrets {sorted(from_secret)}")
+        check(all("secretRef" not in s for s in c.get("envFrom", [])), f"{label}: {suffix} takes no whole Secret")
     job = find(docs, "Job", "-migrations")
     if job:
         hooks = job["metadata"].get("annotations", {}).get("helm.sh/hook", "")

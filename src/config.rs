@@ -108,9 +108,9 @@ pub struct Settings {
     pub verification_key: Secret,
     /// Simulated carrier only: report pickup and delivery by itself.
     pub simulated_carrier_events: Option<SimulatedCarrierReports>,
-    /// Storefront webhooks; unset means notifications are only logged.
+    /// Storefront webhooks (the worker's); unset means notifications are only logged.
     pub webhook: Option<WebhookSettings>,
-    /// The mail server; unset means emails are only logged.
+    /// The mail server (the worker's); unset means emails are only logged.
     pub smtp: Option<SmtpSettings>,
     pub worker: WorkerSettings,
     pub log_format: LogFormat,
@@ -602,7 +602,8 @@ impl Settings {
             });
         }
         let log_format = log_format(&env)?;
-        let webhook = match env.get("ORDERS_WEBHOOK_URL") {
+        // Webhooks and email go out from the worker's activities only.
+        let webhook = match env.get("ORDERS_WEBHOOK_URL").filter(|_| process.worker()) {
             None => None,
             Some(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -617,7 +618,7 @@ impl Settings {
                 Some(WebhookSettings { url, keys })
             }
         };
-        let smtp = env.get("ORDERS_SMTP_URL").map(|url| SmtpSettings {
+        let smtp = env.get("ORDERS_SMTP_URL").filter(|_| process.worker()).map(|url| SmtpSettings {
             url: Secret::new(url),
             from: env.get("ORDERS_EMAIL_FROM").unwrap_or_else(|| "orders <orders@localhost>".into()),
         });

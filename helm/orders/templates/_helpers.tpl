@@ -100,8 +100,26 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
 {{- define "orders.envFrom" -}}
 - configMapRef:
     name: {{ include "orders.fullname" . }}
-- secretRef:
-    name: {{ include "orders.secretName" . }}
+{{- end }}
+
+{{/* The Secret's keys a process reads, and only those: .root, .keys (required), .optional. */}}
+{{- define "orders.secretEnv" -}}
+{{- $root := .root }}
+{{- range $key := .keys }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orders.secretName" $root }}
+      key: {{ $key }}
+{{- end }}
+{{- range $key := .optional }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orders.secretName" $root }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
 {{- end }}
 
 {{/* Volumes: a writable /tmp (the root filesystem is read-only) and the Temporal TLS files. */}}
