@@ -51,15 +51,20 @@ def compose():
     if r.returncode != 0:
         return
     services = json.loads(r.stdout)["services"]
-    for name in ["postgres", "temporal-postgres", "temporal", "temporal-ui", "migrate", "worker", "api"]:
+    for name in ["postgres", "temporal-postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui",
+                 "migrate", "worker", "api"]:
         check(name in services, f"compose: no {name} service")
+    check(all("auto-setup" not in s.get("image", "") for s in services.values()),
+          "compose: no temporalio/auto-setup (deprecated): server + admin-tools")
     for name in ["postgres", "temporal-postgres", "temporal", "worker", "api"]:
         check("test" in services.get(name, {}).get("healthcheck", {}), f"compose: {name} has no health check")
     want = {
-        "temporal": {"temporal-postgres": "service_healthy"},
+        "temporal-schema": {"temporal-postgres": "service_healthy"},
+        "temporal": {"temporal-schema": "service_completed_successfully"},
+        "temporal-namespace": {"temporal": "service_healthy"},
         "migrate": {"postgres": "service_healthy"},
-        "worker": {"migrate": "service_completed_successfully", "temporal": "service_healthy"},
-        "api": {"migrate": "service_completed_successfully", "temporal": "service_healthy"},
+        "worker": {"migrate": "service_completed_successfully", "temporal-namespace": "service_completed_successfully"},
+        "api": {"migrate": "service_completed_successfully", "temporal-namespace": "service_completed_successfully"},
     }
     for service, deps in want.items():
         got = services.get(service, {}).get("depends_on", {})
