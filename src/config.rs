@@ -361,14 +361,14 @@ impl JwtSettings {
                 None => None,
                 Some(url) if url.starts_with("https://") || url == "discover" => Some(JwksUrl {
                     discover: url == "discover",
-                    url: if url == "discover" {
+                    url: if url != "discover" {
+                        http_url("ORDERS_JWT_JWKS_URL", &url, true)?.to_string()
+                    } else {
                         let issuer = jwt.issuer.clone().filter(|i| i.starts_with("https://")).ok_or(ConfigError {
                             var: "ORDERS_JWT_ISSUER",
                             message: "ORDERS_JWT_JWKS_URL=discover needs the issuer's https:// URL".into(),
                         })?;
                         format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
-                    } else {
-                        url
                     },
                     ca_pem: file("ORDERS_JWT_JWKS_CA_FILE")?,
                     refresh_every: env.duration("ORDERS_JWT_JWKS_REFRESH", Duration::from_secs(300))?,
@@ -471,11 +471,8 @@ impl Env<'_> {
         match self.get(var).as_deref().unwrap_or("simulated") {
             "simulated" => Ok(Integration::Simulated),
             "http" => {
-                let base_url = self.required(url_var)?;
-                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                    return Err(ConfigError { var: url_var, message: "must be an http:// or https:// URL".into() });
-                }
-                Ok(Integration::Http { base_url: base_url.trim_end_matches('/').to_owned() })
+                let base_url = http_url(url_var, &self.required(url_var)?, false)?;
+                Ok(Integration::Http { base_url: base_url.as_str().trim_end_matches('/').to_owned() })
             }
             other => Err(ConfigError { var, message: format!("must be simulated or http, got {other:?}") }),
         }
@@ -606,12 +603,7 @@ impl Settings {
         let webhook = match env.get("ORDERS_WEBHOOK_URL").filter(|_| process.worker()) {
             None => None,
             Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError {
-                        var: "ORDERS_WEBHOOK_URL",
-                        message: "must be an http:// or https:// URL".into(),
-                    });
-                }
+                let url = http_url("ORDERS_WEBHOOK_URL", &url, false)?.to_string();
                 let secret = env.required("ORDERS_WEBHOOK_SECRET")?;
                 let keys = SigningKey::parse_all(&secret)
                     .map_err(|message| ConfigError { var: "ORDERS_WEBHOOK_SECRET", message })?;
@@ -765,6 +757,18 @@ impl Settings {
     }
 }
 
+/// A URL parsed (not only prefix-checked): http(s) (https only when `https_only`)
+/// with a host, so a typo is refused at start with the variable named.
+fn http_url(var: &'static str, value: &str, https_only: bool) -> Result<reqwest::Url, ConfigError> {
+    let schemes: &[&str] = if https_only { &["https"] } else { &["http", "https"] };
+    let what = if https_only { "an https:// URL" } else { "an http:// or https:// URL" };
+    match reqwest::Url::parse(value.trim()) {
+        Ok(url) if schemes.contains(&url.scheme()) && url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        Ok(_) => Err(ConfigError { var, message: format!("must be {what} with a host, got {value:?}") }),
+        Err(e) => Err(ConfigError { var, message: format!("must be {what}: {e}") }),
+    }
+}
+
 fn database_url(env: &Env<'_>) -> Result<Secret, ConfigError> {
     let url = env.required("DATABASE_URL")?;
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -844,6 +848,8 @@ mod tests {
             ("ORDERS_VERIFICATION_KEY", "short", "ORDERS_VERIFICATION_KEY"),
             ("ORDERS_EVENTS_FALLBACK_POLL", "0s", "ORDERS_EVENTS_FALLBACK_POLL"),
             ("ORDERS_TRUSTED_PROXIES", "10.0.0.0/8, nonsense", "ORDERS_TRUSTED_PROXIES"),
+            ("ORDERS_WEBHOOK_URL", "http://", "ORDERS_WEBHOOK_URL"),
+            ("ORDERS_WEBHOOK_URL", "ftp://shop.example/hooks", "ORDERS_WEBHOOK_URL"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();
