@@ -54,4 +54,21 @@ impl AppState {
     pub async fn temporal(&self) -> Result<&Client, TemporalError> {
         self.temporal.get_or_try_init(|| temporal::connect(&self.settings, "orders-api")).await
     }
+
+    /// Starts a workflow for a request within `temporal::START_TIMEOUT`, so an
+    /// unreachable Temporal delays the answer by at most that; the error says why
+    /// (the caller logs it, and the recovery loop starts the workflow later).
+    pub async fn start_bounded<'a, F, Fut>(&'a self, start: F) -> Result<(), String>
+    where
+        F: FnOnce(&'a Client) -> Fut,
+        Fut: std::future::Future<Output = Result<(), temporalio_client::errors::WorkflowStartError>>,
+    {
+        let attempt = async {
+            let client = self.temporal().await.map_err(|e| e.to_string())?;
+            start(client).await.map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(temporal::START_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer from Temporal within {:?}", temporal::START_TIMEOUT)))
+    }
 }

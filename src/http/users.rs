@@ -67,15 +67,7 @@ pub async fn create(
 /// not returned: the account is recorded, and the recovery loop
 /// (`app::recover`) starts it when Temporal answers again.
 async fn start_onboarding(state: &AppState, id: Uuid) {
-    let attempt = async {
-        let client = state.temporal().await.map_err(|e| e.to_string())?;
-        temporal::start_user(client, &state.settings, id).await.map_err(|e| e.to_string())
-    };
-    let started = match tokio::time::timeout(temporal::START_TIMEOUT, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer from Temporal within {:?}", temporal::START_TIMEOUT)),
-    };
-    match started {
+    match state.start_bounded(|client| temporal::start_user(client, &state.settings, id)).await {
         Ok(()) => {
             if let Err(e) = users::mark_workflow_started(&state.pool, id).await {
                 tracing::warn!(user_id = %id, error = %e, "onboarding started but not marked; recovery will re-check");

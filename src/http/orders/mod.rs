@@ -102,17 +102,8 @@ async fn replay(state: &AppState, id: OrderId, hash: &str, first_hash: &str) -> 
 /// Starts the order's workflow. A failure is logged, not returned: the order is
 /// recorded, and the recovery loop (`app::recover_unstarted`) starts it later.
 async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
-    let attempt = async {
-        let client = state.temporal().await.map_err(|e| e.to_string())?;
-        let input = temporal::order_input(&state.settings, id, total);
-        temporal::start_order(client, &state.settings, input).await.map_err(|e| e.to_string())
-    };
-    // Bounded, so an unreachable Temporal delays the answer by at most this much.
-    let started = match tokio::time::timeout(temporal::START_TIMEOUT, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer from Temporal within {:?}", temporal::START_TIMEOUT)),
-    };
-    match started {
+    let input = temporal::order_input(&state.settings, id, total);
+    match state.start_bounded(|client| temporal::start_order(client, &state.settings, input)).await {
         // Off the answer's path: an unmarked order only costs the recovery loop a
         // start that Temporal answers "already started".
         Ok(()) => {
