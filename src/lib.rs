@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod telemetry;
 pub mod temporal;
+pub mod tls;
 pub mod worker;
 pub mod workflows;
 

@@ -99,7 +99,7 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
 }
 
 fn otlp_client() -> Result<OtlpHttpClient, String> {
-    let mut builder = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10));
+    let mut builder = crate::tls::blocking_client().timeout(std::time::Duration::from_secs(10));
     let ca = ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|p| !p.trim().is_empty()));

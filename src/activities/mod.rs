@@ -120,7 +120,7 @@ pub fn from_settings(
     pool: sqlx::PgPool,
     metrics: OrderMetrics,
 ) -> Result<OrderActivities, SetupError> {
-    let http = reqwest::Client::builder().timeout(settings.http_client_timeout).build()?;
+    let http = crate::tls::client().timeout(settings.http_client_timeout).build()?;
     let http_for_webhooks = http.clone();
     let payments: Arc<dyn PaymentGateway> = match &settings.payment_gateway {
         Integration::Simulated => Arc::new(SimulatedPaymentGateway::default()),

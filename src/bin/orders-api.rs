@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let matches = Cli::command().after_long_help(orders::config::variables_help()).get_matches();
     match Cli::from_arg_matches(&matches)?.command.unwrap_or(Command::Serve) {
         Command::Probe { url } => {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+            let client = orders::tls::client().timeout(Duration::from_secs(3)).build()?;
             let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
             if !status.is_success() {
                 bail!("GET {url}: {status}");

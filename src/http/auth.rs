@@ -134,7 +134,7 @@ pub struct RemoteJwks {
 impl RemoteJwks {
     fn new(settings: &crate::config::JwksUrl) -> Result<Self, KeyError> {
         let bad = |message: String| KeyError::Invalid { var: "ORDERS_JWT_JWKS_CA_FILE", message };
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let mut builder = crate::tls::client().timeout(Duration::from_secs(10));
         if let Some(pem) = &settings.ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| bad(e.to_string()))? {
                 builder = builder.add_root_certificate(cert);

@@ -58,7 +58,7 @@ struct WebhookEventData {
 }
 
 /// The OpenAPI 3.1 `webhooks` section: one entry per event type the storefront
-/// receives (utoipa has no builder for it, so it is written as JSON).
+/// receives, written as JSON (shorter than utoipa's builders) and read into its `Paths`.
 struct Webhooks;
 
 impl Modify for Webhooks {
@@ -88,9 +88,10 @@ impl Modify for Webhooks {
                 (format!("order.{event}"), json!({"post": operation}))
             })
             .collect::<serde_json::Map<_, _>>();
-        let extensions = doc.extensions.get_or_insert_with(Default::default);
-        // Not an `x-` extension: `extensions` is only where utoipa lets a top-level field in.
-        std::ops::DerefMut::deref_mut(extensions).insert("webhooks".into(), serde_json::Value::Object(events));
+        // The input is fixed, so this fails in the test of the document or never.
+        let webhooks: utoipa::openapi::Paths =
+            serde_json::from_value(serde_json::Value::Object(events)).expect("the webhook entries are path items");
+        doc.webhooks = Some(webhooks);
     }
 }
 
@@ -136,8 +137,10 @@ impl Modify for CommonErrors {
             );
             if matches!(status, "429" | "503") {
                 let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build();
-                response = response
-                    .header("Retry-After", HeaderBuilder::new().schema(seconds).description(Some("seconds")).build());
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new().schema(Some(seconds)).description(Some("seconds")).build(),
+                );
             }
             if status == "429" {
                 let text = || ObjectBuilder::new().schema_type(Type::String).build();
@@ -145,7 +148,7 @@ impl Modify for CommonErrors {
                     .header(
                         "RateLimit-Policy",
                         HeaderBuilder::new()
-                            .schema(text())
+                            .schema(Some(text()))
                             .description(Some(
                                 "draft-ietf-httpapi-ratelimit-headers: `\"default\";q=<requests>;w=<seconds>`",
                             ))
@@ -154,7 +157,7 @@ impl Modify for CommonErrors {
                     .header(
                         "RateLimit",
                         HeaderBuilder::new()
-                            .schema(text())
+                            .schema(Some(text()))
                             .description(Some("`\"default\";r=<left>;t=<seconds until the quota is full again>`"))
                             .build(),
                     );
@@ -167,8 +170,16 @@ impl Modify for CommonErrors {
             {
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let has_body = op.request_body.is_some();
-                let has_query = op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query);
-                let names_resource = op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Path);
+                let has_query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+                let names_resource = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Path));
                 for (status, name, _) in COMMON {
                     let applies = match status {
                         "401" | "403" => secured,

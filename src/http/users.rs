@@ -43,7 +43,7 @@ pub struct VerifyBody {
 /// sent once it is back.
 #[utoipa::path(post, path = "/users", operation_id = "createUser", tag = "users", request_body = CreateUser,
     responses(
-        (status = 201, body = UserView, headers(("Location" = String, description = "/users/{id}"))),
+        (status = 201, description = "The account is created; a verification code is sent", body = UserView, headers(("Location" = String, description = "/users/{id}"))),
         (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
@@ -144,7 +144,7 @@ async fn tell_decided(state: &AppState, id: Uuid) {
 /// The account, for the user themself (token `sub` = the user id) or an admin.
 #[utoipa::path(get, path = "/users/{id}", operation_id = "getUser", tag = "users",
     params(("id" = String, Path, description = "User id")), security(("bearerAuth" = [])),
-    responses((status = 200, body = UserView)))]
+    responses((status = 200, description = "The account", body = UserView)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

@@ -100,7 +100,7 @@ impl Stack {
             worker_health: format!("http://127.0.0.1:{health}"),
             worker_metrics: format!("http://127.0.0.1:{metrics}/metrics"),
             api_metrics: format!("http://127.0.0.1:{api_metrics}/metrics"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            http: orders::tls::client().timeout(Duration::from_secs(10)).build().unwrap(),
             logs: std::env::temp_dir().join(format!("orders-e2e-{}.log", uuid::Uuid::new_v4().simple())),
         };
         // `migrate` needs the database URL and nothing else (a migration job carries no other secret).

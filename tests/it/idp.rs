@@ -76,7 +76,7 @@ impl Idp {
     /// Waits until the endpoint answers over TLS with the test CA.
     async fn ready(&self) {
         let ca = reqwest::Certificate::from_pem(std::fs::read(&self.ca).unwrap().as_slice()).unwrap();
-        let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+        let client = orders::tls::client().add_root_certificate(ca).build().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !client.get(&self.url).send().await.is_ok_and(|r| r.status().is_success()) {
             assert!(std::time::Instant::now() < deadline, "the JWKS endpoint never answered");

@@ -1,5 +1,5 @@
 //! The real HTTP parties (`ORDERS_PAYMENT_GATEWAY=http`, `ORDERS_CARRIER=http`)
-//! against a real listener on loopback: every mapping the README promises (2xx,
+//! against a real listener on loopback: every mapping docs/api.md promises (2xx,
 //! 402 decline, other 4xx permanent, 408/429/5xx and connection errors
 //! transient, a 2xx without an id), the `Idempotency-Key` sent on every call
 //! and the same on a retry; and, through the binaries, a refund and a booking
@@ -100,7 +100,7 @@ impl StubParty {
     }
 }
 
-/// An outcome in words, so that a table of cases reads as the README's promises.
+/// An outcome in words, so that a table of cases reads as docs/api.md's promises.
 fn outcome<T: std::fmt::Debug>(r: Result<T, PartyError>) -> String {
     match r {
         Ok(v) => format!("{v:?}"),
@@ -123,7 +123,7 @@ fn charge(key: &str) -> ChargeRequest {
 #[tokio::test]
 async fn the_http_gateway_maps_every_answer_and_sends_one_key_per_charge() {
     let stub = StubParty::start().await;
-    let gateway = HttpPaymentGateway::new(reqwest::Client::new(), stub.url.clone());
+    let gateway = HttpPaymentGateway::new(orders::tls::client().build().unwrap(), stub.url.clone());
     let captured = |r: &str| format!("{:?}", ChargeResult::Captured { reference: r.into() });
     let declined = |r: &str| format!("{:?}", ChargeResult::Declined { reason: r.into() });
     let cases = [
@@ -155,7 +155,8 @@ async fn the_http_gateway_maps_every_answer_and_sends_one_key_per_charge() {
     assert_eq!(seen[0].body["token"], "tok_visa");
 
     // Nobody listening: the call may not have arrived, so it is worth retrying.
-    let gone = HttpPaymentGateway::new(reqwest::Client::new(), format!("http://127.0.0.1:{}", free_port()));
+    let gone =
+        HttpPaymentGateway::new(orders::tls::client().build().unwrap(), format!("http://127.0.0.1:{}", free_port()));
     assert_eq!(outcome(gone.charge(&charge("charge-o-2")).await), "transient");
     assert_eq!(outcome(gone.refund(&refund("refund-o-2")).await), "transient");
 }
@@ -172,7 +173,7 @@ fn refund(key: &str) -> RefundRequest {
 #[tokio::test]
 async fn the_http_gateway_maps_every_refund_answer() {
     let stub = StubParty::start().await;
-    let gateway = HttpPaymentGateway::new(reqwest::Client::new(), stub.url.clone());
+    let gateway = HttpPaymentGateway::new(orders::tls::client().build().unwrap(), stub.url.clone());
     let refunded = |r: &str, c: Option<&str>| {
         format!("{:?}", RefundResult::Refunded { reference: r.into(), charge_reference: c.map(str::to_owned) })
     };
@@ -219,7 +220,7 @@ fn shipment(key: &str) -> ShipmentRequest {
 #[tokio::test]
 async fn the_http_carrier_maps_every_answer_and_sends_its_keys() {
     let stub = StubParty::start().await;
-    let carrier = HttpCarrier::new(reqwest::Client::new(), stub.url.clone());
+    let carrier = HttpCarrier::new(orders::tls::client().build().unwrap(), stub.url.clone());
     let booked = format!("{:?}", Booking { carrier: "acme".into(), tracking_number: "T1".into() });
     let cases = [
         (201, r#"{"carrier": "acme", "tracking_number": "T1"}"#, booked),
@@ -251,7 +252,7 @@ async fn the_http_carrier_maps_every_answer_and_sends_its_keys() {
     }
     assert!(stub.seen("cancel").iter().all(|s| s.key.as_deref() == Some("ship-cancel-o-1")));
 
-    let gone = HttpCarrier::new(reqwest::Client::new(), format!("http://127.0.0.1:{}", free_port()));
+    let gone = HttpCarrier::new(orders::tls::client().build().unwrap(), format!("http://127.0.0.1:{}", free_port()));
     assert_eq!(outcome(gone.book(&shipment("ship-o-2")).await), "transient");
     assert_eq!(outcome(gone.cancel("ship-cancel-o-2", "T2").await), "transient");
 }

@@ -103,7 +103,7 @@ pub async fn spawn_app_on(database_url: &str, extra: &[(&str, &str)]) -> TestApp
     let pool = app.state().pool.clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     seed_catalog(&pool).await;
-    TestApp { address, pool, settings, http: reqwest::Client::new(), worker: None }
+    TestApp { address, pool, settings, http: orders::tls::client().build().unwrap(), worker: None }
 }
 
 pub async fn spawn_app_with_worker() -> TestApp {

@@ -111,7 +111,7 @@ pub fn order_body(sku: &str) -> Value {
 
 /// `POST /orders` in a closed loop; each request has its own idempotency key.
 pub async fn post_orders(api: &str, token: &str, concurrency: usize, duration: Duration) -> Throughput {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
+    let http = orders::tls::client().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let (url, token, body) = (format!("{api}/orders"), token.to_owned(), order_body("BENCH-1"));
     let run = uuid::Uuid::new_v4().simple().to_string();
     closed_loop("POST /orders", concurrency, duration, move |n| {
@@ -163,7 +163,7 @@ pub async fn bare_starts(client: &Client, concurrency: usize, duration: Duration
 /// `GET /orders/{id}` open loop at `rate` per second (no coordinated omission:
 /// requests go out on schedule whatever the latency).
 pub async fn reads(api: &str, token: &str, ids: Vec<String>, rate: u32, duration: Duration) -> Throughput {
-    let http = reqwest::Client::new();
+    let http = orders::tls::client().build().unwrap_or_default();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

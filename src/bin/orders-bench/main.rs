@@ -183,7 +183,7 @@ async fn end_to_end(
 ) -> anyhow::Result<Value> {
     let pool = orders::db::pool(settings)?;
     wait_for_quiet(&pool).await?;
-    let http = reqwest::Client::new();
+    let http = orders::tls::client().build().unwrap_or_default();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     let body = load::order_body("BENCH-1");
@@ -273,7 +273,8 @@ async fn list(
 }
 
 async fn load_pages(api: &str, token: &str, concurrency: usize, duration: Duration) -> load::Throughput {
-    let (http, url, token) = (reqwest::Client::new(), format!("{api}/orders?limit=20"), token.to_owned());
+    let (http, url, token) =
+        (orders::tls::client().build().unwrap_or_default(), format!("{api}/orders?limit=20"), token.to_owned());
     load::closed_loop("GET /orders?limit=20", concurrency, duration, move |_| {
         let req = http.get(&url).bearer_auth(&token);
         async move { req.send().await.map(|r| r.status() == 200).unwrap_or(false) }

@@ -165,7 +165,7 @@ pub async fn cancel(
 #[utoipa::path(patch, path = "/orders/{id}/shipping-address", operation_id = "amendShippingAddress", tag = "orders", request_body = AddressInput,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
-        (status = 200, body = OrderView),
+        (status = 200, description = "The address is changed; the order with it", body = OrderView),
         (status = 409, description = "Shipment booked or being booked, order stopped, too many changes; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
@@ -228,7 +228,7 @@ pub struct ReviewBody {
 #[utoipa::path(post, path = "/orders/{id}/review", operation_id = "reviewOrder", tag = "orders", request_body = ReviewBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
-        (status = 202, body = OrderView),
+        (status = 202, description = "The decision is recorded (or was already); the workflow follows it", body = OrderView),
         (status = 409, description = "Not awaiting review, already decided the other way, or stopped first; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
@@ -286,7 +286,7 @@ pub struct ShipmentEventBody {
 #[utoipa::path(post, path = "/orders/{id}/shipment-events", operation_id = "reportShipmentEvent", tag = "orders", request_body = ShipmentEventBody,
     params(("id" = String, Path, description = "Order id")), security(("bearerAuth" = [])),
     responses(
-        (status = 202, body = OrderView),
+        (status = 202, description = "The event is recorded (or was already); the workflow follows it", body = OrderView),
         (status = 409, description = "Not shipped yet, cancelled or failed first, too many exceptions; or another change is in progress (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]

@@ -93,7 +93,7 @@ fn parse(params: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
 #[utoipa::path(get, path = "/orders", operation_id = "listOrders", tag = "orders", params(ListParams),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, body = OrderPage),
+        (status = 200, description = "One page of orders, newest first, with the cursor of the next", body = OrderPage),
         (status = 422, description = "Invalid query parameters, each named in `errors` as `/name`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(

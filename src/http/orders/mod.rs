@@ -216,7 +216,7 @@ pub(super) async fn visible_order(
     params(("id" = String, Path, description = "Order id (UUID)")),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, body = OrderView),
+        (status = 200, description = "The order as the read model has it", body = OrderView),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn get(
