@@ -131,6 +131,9 @@ pub struct Settings {
     /// An event stream re-reads its order this often even without a NOTIFY (a
     /// missed one, or a lost listener connection, costs at most this).
     pub events_fallback_poll: Duration,
+    /// The Temporal Web UI's base URL (`ORDERS_TEMPORAL_UI_URL`): `GET
+    /// /orders/{id}/workflow` links the order's workflow there.
+    pub temporal_ui_url: Option<String>,
 }
 
 /// The mail server and the sender of every email.
@@ -734,6 +737,12 @@ impl Settings {
             verification_deadline: env.duration("ORDERS_VERIFICATION_DEADLINE", Duration::from_secs(72 * 3600))?,
             verification_key,
             events_fallback_poll,
+            temporal_ui_url: match env.get("ORDERS_TEMPORAL_UI_URL").filter(|_| process.api()) {
+                None => None,
+                Some(url) => {
+                    Some(http_url("ORDERS_TEMPORAL_UI_URL", &url, false)?.as_str().trim_end_matches('/').to_owned())
+                }
+            },
             simulated_carrier_events: match env.get("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER") {
                 None => None,
                 Some(_) => Some(SimulatedCarrierReports {
@@ -843,6 +852,7 @@ mod tests {
             ("ORDERS_TRUSTED_PROXIES", "10.0.0.0/8, nonsense", "ORDERS_TRUSTED_PROXIES"),
             ("ORDERS_WEBHOOK_URL", "http://", "ORDERS_WEBHOOK_URL"),
             ("ORDERS_WEBHOOK_URL", "ftp://shop.example/hooks", "ORDERS_WEBHOOK_URL"),
+            ("ORDERS_TEMPORAL_UI_URL", "localhost:8233", "ORDERS_TEMPORAL_UI_URL"),
         ];
         for (var, value, named) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -73,6 +73,10 @@ pub struct Advance {
     pub order_id: OrderId,
     pub to: OrderStatus,
     pub detail: String,
+    /// Into `awaiting_review`: when the review deadline falls (workflow time).
+    /// Absent in histories recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_due_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -539,6 +543,9 @@ impl OrderActivities {
     pub async fn advance(self: Arc<Self>, _ctx: ActivityContext, a: Advance) -> Result<bool, ActivityError> {
         let (mut tx, _) = lock(&self.pool, a.order_id).await?;
         let moved = orders::transition(&mut tx, a.order_id, a.to, None, Some(&a.detail)).await?;
+        if moved && let Some(due) = a.review_due_at {
+            orders::set_review_due(&mut tx, a.order_id, due).await?;
+        }
         if moved && matches!(a.to, OrderStatus::InTransit | OrderStatus::Delivered | OrderStatus::DeliveryOverdue) {
             inventory::consume(&mut tx, a.order_id).await?;
         }

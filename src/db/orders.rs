@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::payments;
-use crate::domain::{Address, OrderId, OrderStatus, PricedOrder, StopReason};
+use crate::domain::{Action, Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
 /// Timeline events that are not status changes (the status stays): a carrier
@@ -149,6 +149,12 @@ pub async fn record_event(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(added.map(|(event_id,)| event_id))
+}
+
+/// Records when the review deadline of an order held for review falls.
+pub async fn set_review_due(conn: &mut PgConnection, id: OrderId, due: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET review_due_at = $2 WHERE id = $1").bind(id.0).bind(due).execute(conn).await?;
+    Ok(())
 }
 
 /// Moves an order to `status` and appends the timeline event, if the state
@@ -313,6 +319,13 @@ pub struct OrderView {
     pub shipment: Option<ShipmentView>,
     pub notes: Option<String>,
     pub timeline: Vec<EventView>,
+    /// What may be asked of the order in its status (the state machine's answer;
+    /// an address change also needs the booking not yet begun, a review the
+    /// admin role, a carrier report the carrier role).
+    pub actions: Vec<Action>,
+    /// While `awaiting_review`: when the review deadline falls (no decision by
+    /// then cancels the order with `review_timeout`).
+    pub review_due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -412,6 +425,8 @@ impl OrderView {
                 detail: Some(ACCEPTED.into()),
                 at: created_at,
             }],
+            actions: OrderStatus::Pending.api_actions(),
+            review_due_at: None,
             created_at,
             updated_at: created_at,
         }
@@ -435,6 +450,7 @@ struct OrderRow {
     billing_address: Json<Address>,
     payment_method: String,
     notes: Option<String>,
+    review_due_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     items: Json<Vec<OrderItemView>>,
@@ -454,7 +470,7 @@ struct PaymentRow {
 /// Money goes into the JSON as text (`::text`): a JSON number would pass
 /// through a float on the way to `Decimal`.
 const VIEW: &str = "SELECT o.id, o.customer_id, o.status, o.reason, o.currency, o.subtotal, o.tax, o.shipping, o.total, \
-       o.shipping_address, o.billing_address, o.payment_method, o.notes, o.created_at, o.updated_at, \
+       o.shipping_address, o.billing_address, o.payment_method, o.notes, o.review_due_at, o.created_at, o.updated_at, \
        COALESCE((SELECT json_agg(json_build_object('sku', i.sku, 'name', i.name, 'quantity', i.quantity, \
                      'unit_price', i.unit_price::text, 'line_total', i.line_total::text) ORDER BY i.line_no) \
                  FROM order_items i WHERE i.order_id = o.id), '[]') AS items, \
@@ -514,6 +530,8 @@ pub async fn view_for(pool: &PgPool, id: OrderId, customer: Option<&str>) -> Res
         shipment: o.shipment.map(|s| s.0),
         notes: o.notes,
         timeline: o.timeline.0,
+        actions: o.status.api_actions(),
+        review_due_at: o.review_due_at.filter(|_| o.status == OrderStatus::AwaitingReview),
         created_at: o.created_at,
         updated_at: o.updated_at,
     }))
@@ -532,6 +550,8 @@ pub struct OrderSummary {
     pub currency: String,
     #[schema(value_type = String, example = "53.37")]
     pub total: Decimal,
+    /// While `awaiting_review`: when the review deadline falls.
+    pub review_due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -542,17 +562,21 @@ pub struct ListFilter {
     pub status: Option<OrderStatus>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
-    /// Only orders older than this one (ids are UUIDv7, so id order is creation order).
-    pub before_id: Option<Uuid>,
+    /// The page starts after this order, in the list's order (ids are UUIDv7,
+    /// so id order is creation order).
+    pub after: Option<Uuid>,
+    pub oldest_first: bool,
     pub limit: i64,
 }
 
-/// Newest first. Only the filters given become conditions (no `$1 IS NULL OR`
+/// Newest first, or oldest first (the review queue). Only the filters given become conditions (no `$1 IS NULL OR`
 /// patterns), so the planner picks the (customer_id, id) or (status, id) index.
 #[tracing::instrument(name = "db.orders.list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sqlx::Error> {
     let mut q = sqlx::QueryBuilder::new(
-        "SELECT id, customer_id, status, reason, currency, total, created_at, updated_at FROM orders WHERE TRUE",
+        "SELECT id, customer_id, status, reason, currency, total, \
+                CASE WHEN status = 'awaiting_review' THEN review_due_at END AS review_due_at, created_at, updated_at \
+           FROM orders WHERE TRUE",
     );
     if let Some(c) = &f.customer_id {
         q.push(" AND customer_id = ").push_bind(c);
@@ -566,10 +590,10 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
     if let Some(t) = f.created_before {
         q.push(" AND created_at < ").push_bind(t);
     }
-    if let Some(id) = f.before_id {
-        q.push(" AND id < ").push_bind(id);
+    if let Some(id) = f.after {
+        q.push(if f.oldest_first { " AND id > " } else { " AND id < " }).push_bind(id);
     }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+    q.push(if f.oldest_first { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " }).push_bind(f.limit);
     q.build_query_as().fetch_all(pool).await
 }
 

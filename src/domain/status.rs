@@ -23,8 +23,11 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-/// What someone outside the workflow's own path may ask of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What someone outside the workflow's own path may ask of an order. Orders
+/// carry the ones their status admits (`actions`), so clients such as the
+/// console offer exactly those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// `POST /orders/{id}/cancel` (customer or admin): stop and compensate.
     Cancel,
@@ -127,6 +130,12 @@ impl OrderStatus {
 
     pub fn admits(self, action: Action) -> bool {
         self.row().admits.contains(&action)
+    }
+
+    /// The actions this status admits through the API (not the Temporal cancel,
+    /// which only Temporal's own tools send).
+    pub fn api_actions(self) -> Vec<Action> {
+        self.row().admits.iter().copied().filter(|a| *a != TemporalCancel).collect()
     }
 
     /// The statuses an order may be in just before moving to `to`: the guard of

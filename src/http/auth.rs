@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::config::{ClaimSettings, JwtAlgorithm, JwtSettings, Secret};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Places orders and sees their own.
@@ -613,4 +613,21 @@ mod tests {
         assert!(keys.verify(&sign(Algorithm::RS256, None, &old, iss, "orders")).is_err(), "no kid");
         assert!(keys.verify(&sign(Algorithm::RS256, Some("unknown"), &old, iss, "orders")).is_err());
     }
+}
+
+/// Who the bearer token says the caller is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Identity {
+    /// The customer id (or the admin's or carrier's subject).
+    pub subject: String,
+    pub role: Role,
+}
+
+/// The caller as the API sees them, after the IdP's claims are mapped: lets a
+/// client (the console, a storefront) check a token and show what it may do,
+/// also when an authenticating proxy holds the token.
+#[utoipa::path(get, path = "/whoami", operation_id = "whoami", tag = "users", security(("bearerAuth" = [])),
+    responses((status = 200, description = "The caller's subject and role", body = Identity)))]
+pub async fn whoami(caller: Caller) -> axum::Json<Identity> {
+    axum::Json(Identity { subject: caller.subject, role: caller.role })
 }

@@ -80,6 +80,10 @@ pub enum ApiError {
     Busy,
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// No workflow answered a query (no worker running, or none polling): the
+    /// detail says so to the caller, unlike `Unavailable`'s internal cause.
+    #[error("workflow unavailable: {0}")]
+    WorkflowUnavailable(String),
     /// Over the caller's rate limit; retry after this long.
     #[error("rate limited")]
     RateLimited(std::time::Duration),
@@ -136,7 +140,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PriceChanged(_) | Self::InvalidState(_) | Self::Busy => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::WorkflowUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -198,6 +202,7 @@ impl ApiError {
             Self::Unavailable(_) => {
                 ("/problems/unavailable", "Service unavailable", "a dependency is unavailable; retry later".to_owned())
             }
+            Self::WorkflowUnavailable(detail) => ("/problems/unavailable", "Service unavailable", detail.clone()),
             Self::Internal(_) => ("/problems/internal", "Internal error", "an unexpected error occurred".to_owned()),
         };
         Problem {
@@ -254,14 +259,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             Self::Internal(cause) => tracing::error!(%cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "dependency unavailable"),
+            Self::Unavailable(cause) | Self::WorkflowUnavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable")
+            }
             _ => {}
         }
         let mut resp = problem_response(self.status(), self.problem());
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, Self::Unavailable(_) | Self::Busy) {
+        if matches!(self, Self::Unavailable(_) | Self::WorkflowUnavailable(_) | Self::Busy) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Self::RateLimited(wait) = &self {
@@ -319,6 +326,7 @@ mod problem_types {
             ApiError::Busy,
             ApiError::RateLimited(std::time::Duration::from_secs(1)),
             ApiError::Unavailable(String::new()),
+            ApiError::WorkflowUnavailable(String::new()),
             ApiError::Internal(String::new()),
         ];
         let mut seen = std::collections::BTreeSet::new();

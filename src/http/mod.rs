@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(orders::create).get(orders::list::list))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/events", get(orders::events::stream))
+        .route("/orders/{id}/workflow", get(orders::workflow::get))
         .route("/orders/{id}/cancel", post(orders::actions::cancel))
         .route("/orders/{id}/shipping-address", patch(orders::actions::amend_address))
         .route("/orders/{id}/review", post(orders::actions::review))
@@ -60,12 +62,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{id}", get(users::get))
         .route("/users/{id}/verify", post(users::verify))
+        .route("/whoami", get(auth::whoami))
         .route("/problems/{name}", get(problems::page))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         // Order and account data is private: never cached by browsers or proxies.
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, no_store))
         .merge(openapi::routes())
+        .merge(console::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit))

@@ -16,8 +16,8 @@ use super::{error, health, orders, products, users};
 #[openapi(
     info(title = "orders", description = "Order orchestration over Temporal. Money amounts are decimal strings such as \"12.34\"."),
     servers((url = "/", description = "The API that serves this document")),
-    paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::actions::cancel, orders::actions::amend_address,
-        orders::actions::review, orders::actions::shipment_event, products::list, users::create, users::verify, users::get, health::healthz, health::readyz),
+    paths(orders::create, orders::list::list, orders::get, orders::events::stream, orders::workflow::get, orders::actions::cancel, orders::actions::amend_address,
+        orders::actions::review, orders::actions::shipment_event, products::list, users::create, users::verify, users::get, super::auth::whoami, health::healthz, health::readyz),
     components(schemas(error::Problem, error::PriceChange, crate::domain::FieldError, WebhookEvent)),
     modifiers(&BearerAuth, &CommonErrors, &Webhooks),
     tags((name = "orders"), (name = "catalog"), (name = "users"), (name = "health"))

@@ -5,6 +5,7 @@
 mod abuse;
 mod activities;
 mod api;
+mod console;
 mod contract;
 mod decisions;
 mod e2e;

@@ -167,6 +167,11 @@ impl TestApp {
         self.worker = Some(start_worker_thread(self.settings.clone()));
     }
 
+    /// Stops the worker (graceful shutdown) and waits for its thread.
+    pub fn stop_worker(&mut self) {
+        self.worker = None;
+    }
+
     pub fn token(&self, sub: &str, role: Role) -> String {
         JwtKeys::from_settings(self.settings.jwt.as_ref().expect("test settings are the API's too"))
             .expect("keys")

@@ -1,4 +1,4 @@
-//! `GET /orders`: newest first, filtered, with an opaque cursor.
+//! `GET /orders`: newest (or oldest) first, filtered, with an opaque cursor.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -35,9 +35,12 @@ pub struct ListParams {
     /// 1 to 100, default 20.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (asked for in the same `order`).
     #[param(pattern = r"^[0-9a-fA-F]{32}$")]
     cursor: Option<String>,
+    /// `newest` (the default) or `oldest` first, as a review queue is worked.
+    #[param(value_type = Option<String>, pattern = "^(newest|oldest)$")]
+    order: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,17 +86,30 @@ fn parse(params: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
             .unwrap_or(DEFAULT_LIMIT);
     }
     if let Some(c) = params.cursor {
-        filter.before_id = errors.check("/cursor", cursor(&c));
+        filter.after = errors.check("/cursor", cursor(&c));
+    }
+    if let Some(o) = params.order {
+        filter.oldest_first = errors
+            .check(
+                "/order",
+                match o.as_str() {
+                    "newest" => Ok(false),
+                    "oldest" => Ok(true),
+                    _ => Err(format!("{o:?} is neither \"newest\" nor \"oldest\"")),
+                },
+            )
+            .unwrap_or(false);
     }
     filter.customer_id = if caller.role == Role::Admin { params.customer_id } else { Some(caller.subject.clone()) };
     if errors.is_empty() { Ok(filter) } else { Err(ApiError::Validation(errors.into_vec())) }
 }
 
-/// Orders, newest first. Customers see only their own; admins may filter by `customer_id`.
+/// Orders, newest first (or oldest, with `order=oldest`). Customers see only
+/// their own; admins may filter by `customer_id`.
 #[utoipa::path(get, path = "/orders", operation_id = "listOrders", tag = "orders", params(ListParams),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "One page of orders, newest first, with the cursor of the next", body = OrderPage),
+        (status = 200, description = "One page of orders in the order asked, with the cursor of the next", body = OrderPage),
         (status = 422, description = "Invalid query parameters, each named in `errors` as `/name`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(

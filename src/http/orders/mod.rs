@@ -4,6 +4,7 @@ pub mod actions;
 pub mod events;
 pub mod list;
 pub mod request;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 

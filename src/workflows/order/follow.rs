@@ -23,7 +23,7 @@ use temporalio_sdk::{
 };
 
 use super::{
-    FOLLOWS_AFTER_REFUSED_CANCEL, OrderOutcome, OrderWorkflow, compensation, failure_message, payment, shipment,
+    FOLLOWS_AFTER_REFUSED_CANCEL, OrderOutcome, OrderWorkflow, Step, compensation, failure_message, payment, shipment,
 };
 use crate::activities::OrderActivities;
 use crate::activities::order::{Advance, CarrierReport, Charge, CloseOrder, ProposeStop, Reservation, out_of_stock};
@@ -91,6 +91,7 @@ impl OrderWorkflow {
                 }
             }
         };
+        Self::enter(ctx, Step::Compensating);
         // Compensate in reverse order of the steps, from the records: each undoes
         // exactly what they show (a step's answer may have been recorded by an
         // attempt whose result never reached this history), and nothing otherwise.
@@ -125,6 +126,7 @@ impl OrderWorkflow {
             return Ok(stop);
         }
 
+        Self::enter(ctx, Step::Charging);
         match ctx.execute_local_activity(OrderActivities::charge_payment, id, payment()).await {
             Ok(Charge::Captured { .. }) => Self::set_status(ctx, OrderStatus::Paid),
             Ok(Charge::Declined { reason }) => {
@@ -134,6 +136,7 @@ impl OrderWorkflow {
             Err(err) => return Ok(Next::Propose(StopReason::PaymentFailed, failure_message(&err))),
         }
 
+        Self::enter(ctx, Step::Booking);
         ctx.state_mut(|s| s.booking_started = true);
         let shipped = match ctx.execute_local_activity(OrderActivities::book_shipment, id, shipment()).await {
             Ok(shipped) => shipped,
@@ -154,12 +157,17 @@ impl OrderWorkflow {
         within_secs: u64,
     ) -> WorkflowResult<Option<Next>> {
         let detail = format!("total at or above the review threshold; decision due within {within_secs} s");
-        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail };
+        // The timer below starts in this task, so the deadline is this task's time plus the wait.
+        let due = ctx.workflow_time().map(|now| now + Duration::from_secs(within_secs));
+        let review_due_at = due.map(Into::into);
+        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail, review_due_at };
         if !ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await? {
             // Not held for review: the order was stopped first (a cancel).
             return Ok(Self::read(ctx, id).await?.stop.map(Next::Stopped));
         }
         Self::set_status(ctx, OrderStatus::AwaitingReview);
+        Self::enter(ctx, Step::AwaitingReview);
+        ctx.state_mut(|s| s.review_due = due);
         let mut deadline = std::pin::pin!(ctx.timer(Duration::from_secs(within_secs)).fuse());
         loop {
             let woke = select! {
@@ -202,6 +210,7 @@ impl OrderWorkflow {
         id: OrderId,
         detached: Option<WorkflowCancellationToken>,
     ) -> WorkflowResult<Next> {
+        Self::enter(ctx, Step::FollowingCarrier);
         let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
         let now = ctx.workflow_time();
         let due =
@@ -220,7 +229,7 @@ impl OrderWorkflow {
             };
             if !woke {
                 let detail = format!("not delivered within {} s of shipping", within.as_secs());
-                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail };
+                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail, review_due_at: None };
                 if ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await? {
                     Self::set_status(ctx, OrderStatus::DeliveryOverdue);
                     return Ok(Next::Done(Self::outcome(ctx, OrderStatus::DeliveryOverdue)));

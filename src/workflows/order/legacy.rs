@@ -131,7 +131,7 @@ impl OrderWorkflow {
     /// cancelled, or the deadline passes (a durable timer: it survives restarts).
     async fn await_review(ctx: &WorkflowContext<Self>, id: OrderId, within_secs: u64) -> WorkflowResult<Option<End>> {
         let detail = format!("total at or above the review threshold; decision due within {within_secs} s");
-        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail };
+        let advance = Advance { order_id: id, to: OrderStatus::AwaitingReview, detail, review_due_at: None };
         ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
         Self::set_status(ctx, OrderStatus::AwaitingReview);
         let decided = select! {
@@ -169,7 +169,7 @@ impl OrderWorkflow {
             };
             if !woke {
                 let detail = format!("not delivered within {} s of shipping", within.as_secs());
-                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail };
+                let advance = Advance { order_id: id, to: OrderStatus::DeliveryOverdue, detail, review_due_at: None };
                 ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
                 Self::set_status(ctx, OrderStatus::DeliveryOverdue);
                 return completed(OrderStatus::DeliveryOverdue);
@@ -194,7 +194,12 @@ impl OrderWorkflow {
                 if !ctx.state(|s| s.status).can_become(to) {
                     continue;
                 }
-                let advance = Advance { order_id: id, to, detail: format!("carrier at {}: {detail}", ev.at) };
+                let advance = Advance {
+                    order_id: id,
+                    to,
+                    detail: format!("carrier at {}: {detail}", ev.at),
+                    review_due_at: None,
+                };
                 ctx.execute_local_activity(OrderActivities::advance, advance, db_step()).await?;
                 Self::set_status(ctx, to);
                 if to == OrderStatus::Delivered {

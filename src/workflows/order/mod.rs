@@ -129,16 +129,51 @@ pub struct OrderWorkflow {
     /// The order's path is over (delivery may still be running).
     closed: bool,
     deliveries: DeliveryReport,
+    /// Where the order's path is now; only state, so replays rebuild it.
+    step: Step,
+    /// When the review deadline falls (workflow time), while held for review.
+    review_due: Option<std::time::SystemTime>,
+}
+
+/// The step the order's path is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Reserving,
+    AwaitingReview,
+    Charging,
+    Booking,
+    FollowingCarrier,
+    Compensating,
+    /// The path is over (notifications may still be going out).
+    Closed,
+    /// A workflow started before steps were tracked (the path before `decided-in-postgres`).
+    Untracked,
+}
+
+/// What only the running workflow knows, answered by the `live` query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LiveState {
+    /// The status as the workflow last recorded it.
+    pub status: OrderStatus,
+    pub step: Step,
+    /// The pending review deadline, while the order waits for a review.
+    pub review_due_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The carrier's delivery deadline, once shipped and until the order ends.
+    pub delivery_due_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The booking has begun: the shipping address can no longer change.
+    pub address_locked: bool,
+    pub deliveries: DeliveryReport,
 }
 
 /// Outcome of notification delivery, per channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryReport {
     pub webhook: ChannelReport,
     pub email: ChannelReport,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelReport {
     pub delivered: u32,
     /// Batches that still failed after all retries (recorded per notification in Postgres).
@@ -248,6 +283,8 @@ impl OrderWorkflow {
             changes: 1,
             closed: false,
             deliveries: DeliveryReport::default(),
+            step: Step::Reserving,
+            review_due: None,
         }
     }
 
@@ -269,9 +306,13 @@ impl OrderWorkflow {
         let outcome = if ctx.state(|s| s.follows_records) {
             Self::follow_records(ctx).await
         } else {
+            Self::enter(ctx, Step::Untracked);
             Self::process_and_compensate(ctx).await
         };
-        ctx.state_mut(|s| s.closed = true);
+        ctx.state_mut(|s| {
+            s.closed = true;
+            s.step = Step::Closed;
+        });
         outcome
     }
 
@@ -323,6 +364,31 @@ impl OrderWorkflow {
             s.status = status;
             s.changes += 1;
         });
+    }
+
+    /// Where the path is now (state only: no command, so no patch).
+    fn enter(ctx: &WorkflowContext<Self>, step: Step) {
+        ctx.state_mut(|s| {
+            s.step = step;
+            if step != Step::AwaitingReview {
+                s.review_due = None;
+            }
+        });
+    }
+
+    /// What the workflow knows now: the step, the pending deadlines and the
+    /// notification deliveries (`GET /orders/{id}/workflow`).
+    #[query]
+    pub fn live(&self, _ctx: &WorkflowContextView) -> LiveState {
+        let ended = self.closed || self.status.is_terminal();
+        LiveState {
+            status: self.status,
+            step: self.step,
+            review_due_at: self.review_due.map(Into::into),
+            delivery_due_at: self.delivery_due.filter(|_| !ended).map(Into::into),
+            address_locked: self.booking_started,
+            deliveries: self.deliveries.clone(),
+        }
     }
 
     /// The status as the workflow sees it (Postgres has the same, plus the timeline).
