@@ -169,6 +169,11 @@ def chart(values, label, production):
         ing = find(docs, "Ingress", "-api")
         paths = [p["path"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]] if ing else []
         check("/metrics" not in paths and "/" not in paths, f"{label}: the Ingress does not expose /metrics")
+        # Every public route reaches the API: each documented path, the problem pages and the console.
+        with open(os.path.join(ROOT, "openapi", "openapi.json")) as f:
+            public = {"/" + p.strip("/").split("/")[0] for p in json.load(f)["paths"]} | {"/problems", "/console"}
+        public -= {"/healthz", "/readyz"}  # probed in the cluster, not from outside
+        check(public <= set(paths), f"{label}: the Ingress does not route {sorted(public - set(paths))}")
 
 
 def monitoring():

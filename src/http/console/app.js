@@ -29,8 +29,16 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-function show(...nodes) {
-  main.replaceChildren(...nodes);
+let viewSeq = 0;
+
+/**
+ * A new page: its `show` renders only while it is still the current page, so
+ * an answer that arrives after the user moved on cannot overwrite the new one.
+ */
+function newView() {
+  const mine = ++viewSeq;
+  const current = () => mine === viewSeq;
+  return { current, show: (...nodes) => current() && main.replaceChildren(...nodes) };
 }
 
 const statusBadge = (s) => h("span", { class: `status ${s}` }, s.replaceAll("_", " "));
@@ -94,6 +102,7 @@ function fieldErrors(form, res) {
 // ---- sign-in ----
 
 function signIn(message) {
+  const { show } = newView();
   stopLive();
   identity = null;
   sessionStorage.removeItem(TOKEN_KEY);
@@ -150,7 +159,8 @@ signout.addEventListener("click", () => {
 
 // ---- review queue (admins) ----
 
-async function queue() {
+async function queue(view = newView()) {
+  const { show } = view;
   show(h("h1", {}, "Review queue"), h("p", { class: "loading" }, "Loading…"));
   const res = await api("GET", "/orders?status=awaiting_review&order=oldest&limit=100");
   if (res.status !== 200) return show(h("h1", {}, "Review queue"), answer(res));
@@ -182,7 +192,7 @@ async function queue() {
   show(
     h("h1", {}, "Review queue"),
     h("p", { class: "muted" }, "Orders held for a manual review, oldest first. No decision by the deadline cancels the order."),
-    h("p", {}, h("button", { type: "button", class: "secondary", onclick: queue }, "Refresh")),
+    h("p", {}, h("button", { type: "button", class: "secondary", onclick: () => queue() }, "Refresh")),
     rows.length
       ? h("div", { class: "table-wrap" }, h("table", {},
           h("thead", {}, h("tr", {}, h("th", {}, "Order"), h("th", {}, "Customer"), h("th", { class: "num" }, "Total"),
@@ -196,7 +206,8 @@ async function queue() {
 
 const STATUSES = ["pending", "reserved", "awaiting_review", "paid", "shipped", "in_transit", "delivered", "delivery_overdue", "failed", "cancelled"];
 
-async function orders(params) {
+async function orders(view, params) {
+  const { show } = view;
   const admin = identity.role === "admin";
   const field = (name, label, attrs = {}) =>
     h("label", {}, label, h("input", { name, value: params.get(name) ?? "", "data-pointer": `/${name}`, ...attrs }));
@@ -265,15 +276,19 @@ function localInput(iso) {
 
 // ---- one order, live ----
 
-async function detail(id) {
+async function detail(view, id) {
+  const { show, current } = view;
   const title = h("h1", {}, "Order ", h("code", {}, id));
   const live = h("span", { class: "live" }, "");
   const body = h("div", {}, h("p", { class: "loading" }, "Loading…"));
   const actions = h("div", {});
+  // Answers to this page's actions: outside the action forms, which are
+  // replaced when the order moves on (often right after the answer).
+  const out = h("div", { id: "answer" });
   const panel = identity.role === "admin" ? h("section", { class: "card", "aria-label": "Workflow" }) : null;
-  show(title, live, body, actions, panel);
+  show(title, live, out, body, actions, panel);
 
-  let current = null;
+  let order = null;
   const reload = async () => {
     const res = await api("GET", `/orders/${encodeURIComponent(id)}`);
     if (res.status === 404) {
@@ -284,20 +299,20 @@ async function detail(id) {
       return null;
     }
     if (res.status !== 200) return body.replaceChildren(answer(res));
-    current = res.body;
-    body.replaceChildren(renderOrder(current));
-    renderActions(actions, current, reload);
+    order = res.body;
+    body.replaceChildren(renderOrder(order));
+    renderActions(actions, order, out, reload);
     if (panel) workflowPanel(panel, id);
-    return current;
+    return order;
   };
-  if (!(await reload())) return;
+  if (!(await reload()) || !current()) return;
   stopLive = follow(id, live, reload);
 }
 
 function renderOrder(o) {
   const addr = (a) => [a.street, `${a.city}, ${a.state} ${a.zip_code}`, a.country].map((l) => h("div", {}, l));
   return h("div", {},
-    h("p", {}, statusBadge(o.status), o.reason ? h("span", { class: "muted" }, ` reason: ${o.reason}`) : null,
+    h("p", { id: "order-status" }, statusBadge(o.status), o.reason ? h("span", { class: "muted" }, ` reason: ${o.reason}`) : null,
       o.review_due_at ? h("span", { class: "muted" }, ` — review due ${when(o.review_due_at)} (${timeLeft(o.review_due_at)} left)`) : null),
     h("div", { class: "cols" },
       h("section", { class: "card" }, h("h2", {}, "Lines"),
@@ -323,12 +338,11 @@ function renderOrder(o) {
 }
 
 /** The buttons the order admits now (its `actions`, from the state machine) and the caller's role allows. */
-function renderActions(box, o, reload) {
+function renderActions(box, o, out, reload) {
   const can = (a) => o.actions.includes(a);
   const parts = [];
   if (can("review") && identity.role === "admin") {
     const note = h("input", { type: "text", name: "note", maxlength: 500, "aria-label": "Review note" });
-    const out = h("div", {});
     const decide = (decision) => async () => {
       const body = { decision };
       if (note.value.trim()) body.note = note.value.trim();
@@ -338,11 +352,10 @@ function renderActions(box, o, reload) {
     parts.push(h("section", { class: "card" }, h("h2", {}, "Review"),
       h("div", { class: "row-actions" }, h("label", {}, "Note", note),
         h("button", { type: "button", onclick: decide("approve") }, "Approve"),
-        h("button", { type: "button", class: "danger", onclick: decide("reject") }, "Reject")), out));
+        h("button", { type: "button", class: "danger", onclick: decide("reject") }, "Reject"))));
   }
   if (can("cancel")) {
     const reason = h("input", { type: "text", name: "reason", required: true, maxlength: 500, "data-pointer": "/reason" });
-    const out = h("div", {});
     const form = h("form", {
         onsubmit: async (ev) => {
           ev.preventDefault();
@@ -352,13 +365,12 @@ function renderActions(box, o, reload) {
         },
       },
       h("div", { class: "row-actions" }, h("label", {}, "Reason", reason), h("button", { type: "submit", class: "danger" }, "Cancel order")));
-    parts.push(h("section", { class: "card" }, h("h2", {}, "Cancel"), form, out));
+    parts.push(h("section", { class: "card" }, h("h2", {}, "Cancel"), form));
   }
   if (can("amend_address") && !o.shipment) {
     const a = o.shipping_address;
     const input = (name, label, value) =>
       h("label", {}, label, h("input", { name, value, required: true, "data-pointer": `/${name}` }));
-    const out = h("div", {});
     const form = h("form", {
         class: "grid",
         onsubmit: async (ev) => {
@@ -372,7 +384,7 @@ function renderActions(box, o, reload) {
       input("street", "Street", a.street), input("city", "City", a.city), input("state", "State", a.state),
       input("zip_code", "ZIP", a.zip_code), input("country", "Country", a.country),
       h("button", { type: "submit" }, "Change address"));
-    parts.push(h("section", { class: "card" }, h("h2", {}, "Shipping address"), form, out));
+    parts.push(h("section", { class: "card" }, h("h2", {}, "Shipping address"), form));
   }
   // Keep forms being typed into: replace only when what is offered changed.
   const key = `${o.actions.join()}|${!!o.shipment}`;
@@ -469,9 +481,9 @@ async function route() {
   const [path, query] = location.hash.slice(1).split("?");
   const params = new URLSearchParams(query ?? "");
   const m = path.match(/^\/orders\/([^/]+)$/);
-  if (m) return detail(decodeURIComponent(m[1]));
-  if (path === "/orders") return orders(params);
-  if (path === "/queue" && identity.role === "admin") return queue();
+  if (m) return detail(newView(), decodeURIComponent(m[1]));
+  if (path === "/orders") return orders(newView(), params);
+  if (path === "/queue" && identity.role === "admin") return queue(newView());
   location.hash = identity.role === "admin" ? "#/queue" : "#/orders";
 }
 
