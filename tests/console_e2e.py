@@ -188,6 +188,16 @@ def journeys(browser):
     expect(alice.locator(".answer.error")).to_contain_text("422")
     print("console: customer sees only own orders, cancels, and sees the ZIP error at its field; a note renders as text")
 
+    # Behind an authenticating proxy (here: the header added to every request, as
+    # oauth2-proxy does): no sign-in form, and the console never holds a token.
+    proxied = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  extra_http_headers={"Authorization": f"Bearer {ADMIN}"}).new_page()
+    proxied.goto(f"{API}/console")
+    expect(proxied.locator("h1")).to_have_text("Review queue")
+    expect(proxied.locator("#token")).to_have_count(0)
+    expect(proxied.locator("#signout")).to_be_hidden()
+    assert proxied.evaluate("sessionStorage.length") == 0
+
     # A phone: nothing wider than the screen.
     phone = context(390, 844).new_page()
     sign_in(phone, ADMIN)
