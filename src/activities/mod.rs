@@ -12,7 +12,7 @@ pub mod users;
 
 pub use carrier::{Carrier, HttpCarrier, SimulatedCarrier, SimulatedCarrierEvents};
 pub use metrics::OrderMetrics;
-pub use notifier::{Channel, LogNotifier, Notifier, WebhookNotifier};
+pub use notifier::{Channel, Notifier, WebhookNotifier};
 pub use order::OrderActivities;
 pub use payment_gateway::{HttpPaymentGateway, PaymentGateway, SimulatedPaymentGateway};
 
@@ -136,13 +136,10 @@ pub fn from_settings(
         }
         _ => None,
     };
-    let webhook: Arc<dyn Notifier> = match &settings.webhook {
-        Some(w) => Arc::new(WebhookNotifier::new(http_for_webhooks, w.url.clone(), w.keys.clone())),
-        None => Arc::new(LogNotifier(Channel::Webhook)),
-    };
-    let email: Arc<dyn Notifier> = match mailer(settings)? {
-        Some(mailer) => Arc::new(mailer::EmailNotifier { mailer, pool: pool.clone() }),
-        None => Arc::new(LogNotifier(Channel::Email)),
-    };
+    let webhook = settings.webhook.as_ref().map(|w| -> Arc<dyn Notifier> {
+        Arc::new(WebhookNotifier::new(http_for_webhooks, w.url.clone(), w.keys.clone()))
+    });
+    let email = mailer(settings)?
+        .map(|mailer| -> Arc<dyn Notifier> { Arc::new(mailer::EmailNotifier { mailer, pool: pool.clone() }) });
     Ok(OrderActivities { pool, payments, carrier, simulated_carrier_events, webhook, email, metrics })
 }

@@ -53,17 +53,7 @@ pub trait Notifier: Send + Sync {
     async fn deliver(&self, n: &Notification) -> Result<(), PartyError>;
 }
 
-/// Logs instead of sending: the default when no webhook URL (or mail server) is configured.
-pub struct LogNotifier(pub Channel);
-
-#[async_trait]
-impl Notifier for LogNotifier {
-    async fn deliver(&self, n: &Notification) -> Result<(), PartyError> {
-        tracing::debug!(channel = self.0.as_str(), order_id = %n.order_id, kind = %n.kind, "notification (simulated)");
-        Ok(())
-    }
-}
-
+/// POSTs each notification to the storefront, signed per Standard Webhooks.
 pub struct WebhookNotifier {
     http: reqwest::Client,
     url: String,

@@ -36,8 +36,10 @@ pub struct OrderActivities {
     pub carrier: Arc<dyn Carrier>,
     /// Dev stacks only: the simulated carrier reports pickup and delivery by itself.
     pub simulated_carrier_events: Option<SimulatedCarrierEvents>,
-    pub webhook: Arc<dyn Notifier>,
-    pub email: Arc<dyn Notifier>,
+    /// `None` when the channel is not configured (no webhook URL, no mail
+    /// server): its notifications are neither sent nor tracked.
+    pub webhook: Option<Arc<dyn Notifier>>,
+    pub email: Option<Arc<dyn Notifier>>,
     pub metrics: OrderMetrics,
 }
 
@@ -622,6 +624,8 @@ impl OrderActivities {
             Channel::Webhook => &self.webhook,
             Channel::Email => &self.email,
         };
+        // An unconfigured channel costs nothing: no outbox read, no delivery rows.
+        let Some(notifier) = notifier else { return Ok(0) };
         let mut delivered = 0;
         for n in notifications::undelivered(&self.pool, d.order_id, d.channel).await? {
             match notifier.deliver(&n).await {

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use orders::activities::order::{Charge, CloseOrder, Reservation};
 use orders::activities::payment_gateway::{ChargeRequest, ChargeResult, RefundRequest, RefundResult};
-use orders::activities::{
-    Channel, LogNotifier, OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway,
-};
+use orders::activities::{OrderActivities, PartyError, PaymentGateway, SimulatedCarrier, SimulatedPaymentGateway};
 use orders::domain::{OrderId, OrderStatus, StopReason};
 use serde_json::json;
 use temporalio_sdk::activities::ActivityError;
@@ -76,8 +74,8 @@ pub(crate) fn environment_with(app: &TestApp, gateway: Arc<dyn PaymentGateway>) 
             payments: gateway,
             carrier: Arc::new(SimulatedCarrier),
             simulated_carrier_events: None,
-            webhook: Arc::new(LogNotifier(Channel::Webhook)),
-            email: Arc::new(LogNotifier(Channel::Email)),
+            webhook: None,
+            email: None,
             metrics: orders::activities::OrderMetrics::disabled(),
         })
         .build()

@@ -442,11 +442,21 @@ async fn one_order_is_one_trace_from_the_storefronts_traceparent_to_the_sql() {
         .json()
         .await
         .unwrap();
-    stack.wait_for(&token, created["id"].as_str().unwrap(), &["delivered"]).await;
-    // Stopping flushes both exporters.
+    let id = created["id"].as_str().unwrap();
+    stack.wait_for(&token, id, &["delivered"]).await;
+    // The run's span ends with the run: wait for the workflow to complete (its
+    // last task follows the status) before stopping, which flushes both exporters.
+    let handle = stack.temporal().await.get_workflow_handle::<orders::workflows::OrderWorkflow>(format!("order-{id}"));
+    let outcome = tokio::time::timeout(Duration::from_secs(30), handle.get_result(Default::default())).await;
+    assert!(matches!(outcome, Ok(Ok(_))), "the workflow completes: {outcome:?}");
     assert!(worker.terminate(Duration::from_secs(15)).await);
     assert!(api.terminate(Duration::from_secs(15)).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The receiver writes what it got as it gets it: wait for the run's span.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&received).unwrap_or_default().contains("RunWorkflow:OrderWorkflow") {
+        assert!(Instant::now() < deadline, "the worker's spans never reached the receiver");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = receiver.0.kill();
 
     let spans = Spans::read(&std::fs::read_to_string(&received).unwrap());

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::e2e::{OwnPostgres, OwnTemporal, Process, Stack};
-use crate::invariants::{check_records, check_workflows_agree};
+use crate::invariants::{check_records, check_workflows_agree, mail_sink_env};
 use crate::support::*;
 
 /// What a storefront order of the load is meant to exercise, and so how it must end.
@@ -96,7 +96,7 @@ struct Placed {
 /// A stack for the faults: the simulated parties, a low review threshold and the
 /// load's SKUs; the test itself is the carrier (see `settle`).
 async fn fault_stack(on: Option<&str>, extra: &[(&str, String)]) -> Stack {
-    let mut env = vec![("ORDERS_REVIEW_THRESHOLD", REVIEW_THRESHOLD.to_owned())];
+    let mut env = vec![("ORDERS_REVIEW_THRESHOLD", REVIEW_THRESHOLD.to_owned()), mail_sink_env().await];
     env.extend(extra.iter().cloned());
     let stack = match on {
         Some(admin) => Stack::on(admin, &env).await,

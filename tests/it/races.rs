@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::e2e::Stack;
-use crate::invariants::{check_records, check_workflows_agree};
+use crate::invariants::{check_records, check_workflows_agree, mail_sink_env};
 use crate::support::*;
 
 /// Plenty for every round.
@@ -80,6 +80,7 @@ impl Race {
             // Many rounds at once from one customer and one admin: not what is under test.
             ("ORDERS_RATE_LIMIT_PER_SECOND", "10000".to_owned()),
             ("ORDERS_RATE_LIMIT_BURST", "10000".to_owned()),
+            mail_sink_env().await,
         ];
         let stack = Stack::with(&env).await;
         catalog::upsert(&stack.db, LOAD_SKU.0, "Race widget", Decimal::new(1999, 2), LOAD_SKU.1).await.unwrap();
