@@ -571,7 +571,7 @@ impl Settings {
             max_concurrent_activities: env.count("ORDERS_WORKER_MAX_ACTIVITIES", 10)?,
             max_concurrent_local_activities: env.count("ORDERS_WORKER_MAX_LOCAL_ACTIVITIES", 10)?,
             max_concurrent_workflow_tasks: env.count("ORDERS_WORKER_MAX_WORKFLOW_TASKS", 50)?,
-            max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 1000)?,
+            max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 250)?,
             max_pollers: env.count("ORDERS_WORKER_MAX_POLLERS", 5)?,
             health_addr: env.parse(
                 "ORDERS_WORKER_HEALTH_ADDR",
