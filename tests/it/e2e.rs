@@ -41,8 +41,17 @@ impl Process {
     }
 }
 
+/// A port for a process under test to bind, from below the kernel's ephemeral
+/// range (`ip_local_port_range`, 32768–60999 by default): a port that the OS
+/// picked for `:0` and that was released can be taken as the local port of any
+/// outgoing connection (to Postgres, to Temporal) before the process binds it.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// An empty database, migrated by the binary itself, and the settings of one stack.
