@@ -531,7 +531,7 @@ pub async fn view_for(pool: &PgPool, id: OrderId, customer: Option<&str>) -> Res
         notes: o.notes,
         timeline: o.timeline.0,
         actions: o.status.api_actions(),
-        review_due_at: o.review_due_at.filter(|_| o.status == OrderStatus::AwaitingReview),
+        review_due_at: pending_review_due(o.status, o.review_due_at),
         created_at: o.created_at,
         updated_at: o.updated_at,
     }))
@@ -574,8 +574,7 @@ pub struct ListFilter {
 #[tracing::instrument(name = "db.orders.list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sqlx::Error> {
     let mut q = sqlx::QueryBuilder::new(
-        "SELECT id, customer_id, status, reason, currency, total, \
-                CASE WHEN status = 'awaiting_review' THEN review_due_at END AS review_due_at, created_at, updated_at \
+        "SELECT id, customer_id, status, reason, currency, total, review_due_at, created_at, updated_at \
            FROM orders WHERE TRUE",
     );
     if let Some(c) = &f.customer_id {
@@ -594,7 +593,17 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<OrderSummary>, sq
         q.push(if f.oldest_first { " AND id > " } else { " AND id < " }).push_bind(id);
     }
     q.push(if f.oldest_first { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " }).push_bind(f.limit);
-    q.build_query_as().fetch_all(pool).await
+    let mut rows: Vec<OrderSummary> = q.build_query_as().fetch_all(pool).await?;
+    for o in &mut rows {
+        o.review_due_at = pending_review_due(o.status, o.review_due_at);
+    }
+    Ok(rows)
+}
+
+/// The review deadline shown on an order: only while it waits for the review
+/// (the column keeps the deadline an order once had).
+fn pending_review_due(status: OrderStatus, due: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    due.filter(|_| status == OrderStatus::AwaitingReview)
 }
 
 /// Timeline events of an order after `after_id`, oldest first.
