@@ -53,6 +53,7 @@ starts, busy = (stopped, running) if stopped else (running, [])
 reads = one("reads")
 pg_statements = one("pg_statements")
 listing = one("list")
+soak = one("soak")
 
 cpu_per_1000 = {}
 if cost:
@@ -60,37 +61,107 @@ if cost:
         used = cost["cpu_after"][proc] - cost["cpu_before"][proc]
         cpu_per_1000[proc] = round(used / cost["orders"] * 1000, 2)
 
-targets = []
 
 
-def target(name, value, goal, ok):
-    targets.append({"target": name, "measured": value, "goal": goal, "met": bool(ok)})
+def measure(rep):
+    """The targets of a report (this run's or an earlier one's JSON): name, figure, goal, met."""
+    out = []
+
+    def target(name, value, goal, ok):
+        out.append({"target": name, "measured": value, "goal": goal, "met": bool(ok)})
+
+    fl, e2e_, cost_, reads_ = rep.get("floors") or {}, rep.get("end_to_end"), rep.get("cost"), rep.get("reads")
+    for r in rep.get("start_path") or []:
+        post, bare = r["post"], r["bare_start"]
+        ratio = post["per_second"] / bare["per_second"] if bare["per_second"] else 0
+        p99 = post["latency_ms"]["p99"] / bare["latency_ms"]["p99"] if bare["latency_ms"]["p99"] else 0
+        # Issue 18 asks 0.95 at concurrency 1 and 8; the higher ones keep the earlier 0.9.
+        want = 0.95 if r["concurrency"] <= 8 else 0.9
+        target(f"start path c={r['concurrency']}: throughput vs bare start", f"{ratio:.2f}x", f">= {want}x", ratio >= want)
+        target(f"start path c={r['concurrency']}: p99 vs bare start", f"{p99:.2f}x", "<= 1.2x", p99 <= 1.2)
+    if e2e_ and "ours" in fl:
+        r = e2e_["per_second"] / fl["ours"]["per_second"]
+        target("end to end vs floor (a)", f"{r:.2f}x", ">= 0.95x", r >= 0.95)
+        target("history events / workflow tasks per order, to shipped",
+               f"{e2e_['history_events']} / {e2e_['workflow_tasks']}", "< 18 events", e2e_["history_events"] < 18)
+    if e2e_ and "naive" in fl:
+        r = e2e_["per_second"] / fl["naive"]["per_second"]
+        target("end to end vs floor (b)", f"{r:.2f}x", ">= 3x", r >= 3)
+    pg = (rep.get("cpu_seconds_per_1000_orders") or {}).get("postgres")
+    if pg is not None:
+        target("Postgres CPU s per 1000 orders (end to end)", f"{pg:.2f} s", "<= 5 s", pg <= 5)
+    plan = ((rep.get("list") or {}).get("explain") or {}).get("customer_status_page")
+    if plan:
+        exact = any("Index Cond" in l and "status" in l for l in plan) and not any("Rows Removed by Filter" in l for l in plan)
+        ms_ = next((l.split(":")[1].strip() for l in plan if l.startswith("Execution Time")), "?")
+        target("GET /orders?customer_id&status: index makes it exact", f"{'exact' if exact else 'filters'}, {ms_}",
+               "exact", exact)
+    if reads_:
+        p99 = reads_["get"]["latency_ms"]["p99"]
+        target("GET /orders/{id} p99 at 500/s", f"{p99:.2f} ms", "< 5 ms", p99 < 5)
+        if "highest_rate_p99_under_10ms" in reads_:
+            top = reads_["highest_rate_p99_under_10ms"]
+            target("GET /orders/{id}: highest rate with p99 < 10 ms", f"{top}/s" if top else "below 500/s", "reported", True)
+    if cost_:
+        target("API RSS", f"{cost_['rss_peak_mib']['api']} MiB", "< 64 MiB", cost_["rss_peak_mib"]["api"] < 64)
+        target("worker RSS, open workflows waiting", f"{cost_['rss_peak_mib']['worker']} MiB with {cost_['open_workflows']}",
+               "<= 64 MiB", cost_["rss_peak_mib"]["worker"] <= 64)
+    for name, value, goal, ok in soak_verdicts(rep.get("soak")):
+        target(name, value, goal, ok)
+    return out
 
 
-for r in starts:
-    post, bare = r["post"], r["bare_start"]
-    ratio = post["per_second"] / bare["per_second"] if bare["per_second"] else 0
-    p99 = post["latency_ms"]["p99"] / bare["latency_ms"]["p99"] if bare["latency_ms"]["p99"] else 0
-    target(f"start path c={r['concurrency']}: throughput vs bare start", f"{ratio:.2f}x", ">= 0.9x", ratio >= 0.9)
-    target(f"start path c={r['concurrency']}: p99 vs bare start", f"{p99:.2f}x", "<= 1.2x", p99 <= 1.2)
-if e2e and "ours" in floors:
-    r = e2e["per_second"] / floors["ours"]["per_second"]
-    target("end to end vs floor (a)", f"{r:.2f}x", ">= 0.8x", r >= 0.8)
-if e2e and "naive" in floors:
-    r = e2e["per_second"] / floors["naive"]["per_second"]
-    target("end to end vs floor (b)", f"{r:.2f}x", ">= 3x", r >= 3)
-if reads:
-    p99 = reads["get"]["latency_ms"]["p99"]
-    target("GET /orders/{id} p99 at 500/s", f"{p99:.2f} ms", "< 5 ms", p99 < 5)
-if cost:
-    target("API RSS", f"{cost['rss_peak_mib']['api']} MiB", "< 64 MiB", cost["rss_peak_mib"]["api"] < 64)
-    target(f"worker RSS ({cost['open_workflows']} open workflows)", f"{cost['rss_peak_mib']['worker']} MiB", "< 128 MiB",
-           cost["rss_peak_mib"]["worker"] < 128)
+def quarter_means(samples, value):
+    """Means of the second and the last quarter of a soak (the first is warm-up)."""
+    vals = [value(s) for s in samples]
+    vals = [v for v in vals if v is not None]
+    q = max(1, len(vals) // 4)
+    if len(vals) < 2 * q:
+        return None
+    mid, last = vals[q:2 * q], vals[-q:]
+    return sum(mid) / len(mid), sum(last) / len(last)
+
+
+def soak_verdicts(soak_):
+    """Flat means: the last quarter is no more than 10 % above the second (RSS, open
+    workflows), p99 no more than 1.5x, and nothing stranded after the load stops."""
+    if not soak_ or not soak_.get("samples"):
+        return []
+    out = []
+    for label, get, limit in [("API RSS", lambda s: s["rss_mib"]["api"], 1.10),
+                              ("worker RSS", lambda s: s["rss_mib"]["worker"], 1.10),
+                              ("open workflows", lambda s: s["open_workflows"], 1.10),
+                              ("POST /orders p99", lambda s: s["post_ms"]["p99"] if s["post_ms"]["count"] else None, 1.5),
+                              ("accepted -> delivered p99", lambda s: s["delivered_p99_ms"], 1.5)]:
+        m = quarter_means(soak_["samples"], get)
+        if m:
+            growth = m[1] / m[0] if m[0] else 1.0
+            out.append((f"soak: {label}, last quarter vs second", f"{m[0]:.1f} -> {m[1]:.1f} ({growth:.2f}x)",
+                        f"<= {limit}x", growth <= limit))
+    out.append(("soak: orders stranded after the load stopped", str(soak_["stranded_after_drain"]), "0",
+                soak_["stranded_after_drain"] == 0))
+    return out
+
+
+def previous_report(prefix):
+    """The newest full (not quick) report in the same directory before this one."""
+    here = os.path.dirname(prefix) or "."
+    mine = os.path.basename(prefix)
+    names = sorted(n for n in os.listdir(here) if n[:2] == "20" and n.endswith(".json") and n[:-5] < mine)
+    for n in reversed(names):
+        rep = json.load(open(os.path.join(here, n)))
+        if not rep.get("quick"):
+            return n[:-5], rep
+    return None, None
+
 
 report = {"machine": machine, "quick": quick, "floors": floors, "end_to_end": e2e, "end_to_end_two_workers": e2e2,
           "cost": cost, "cpu_seconds_per_1000_orders": cpu_per_1000, "start_path": starts, "start_path_worker_running": busy,
           "reads": reads, "postgres_statements": pg_statements,
-          "list": listing, "targets": targets}
+          "list": listing, "soak": soak}
+report["targets"] = targets = measure(report)
+previous_stamp, previous = previous_report(prefix)
+previous_targets = {t["target"]: t for t in measure(previous)} if previous else {}
 with open(prefix + ".json", "w") as f:
     json.dump(report, f, indent=2)
 
@@ -156,6 +227,12 @@ if reads or listing:
     if reads:
         g = reads["get"]
         md.append(f"- `GET /orders/{{id}}` at 500/s: {g['per_second']:.0f}/s served, p50 / p99 / p99.9 {ms(g['latency_ms'])} ms, {g['errors']} errors")
+        if reads.get("steps"):
+            steps = ", ".join(f"{t['what'].rsplit(' at ', 1)[1]}: p99 {t['latency_ms']['p99']:.1f} ms"
+                              + (f" ({t['per_second']:.0f}/s served)" if t["per_second"] < 0.95 * float(t["what"].rsplit(" at ", 1)[1][:-2]) else "")
+                              for t in reads["steps"])
+            top = reads.get("highest_rate_p99_under_10ms")
+            md.append(f"- highest rate with p99 under 10 ms: **{f'{top}/s' if top else 'below 500/s'}** (5 s at each: {steps})")
     if listing:
         g = listing["get_list"]
         md.append(f"- `GET /orders?limit=20` with {listing['rows']:,} orders in the table, concurrency {g['concurrency']}: "
@@ -163,6 +240,51 @@ if reads or listing:
         for name, plan in listing["explain"].items():
             md += ["", f"`{name}`:", "", "```", *plan, "```"]
     md.append("")
+if soak and soak.get("samples"):
+    samples = soak["samples"]
+    t = [x["t"] / 60 for x in samples]
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    a = ax[0][0]
+    a.plot(t, [x["rss_mib"]["api"] for x in samples], label="API")
+    a.plot(t, [x["rss_mib"]["worker"] for x in samples], label="worker")
+    a.set_ylabel("MiB"); a.set_title("resident memory"); a.legend(); a.grid(alpha=.3); a.set_ylim(bottom=0)
+    a = ax[0][1]
+    final = samples[-1]["pg_tables_mib"]
+    for name in sorted(final, key=final.get, reverse=True)[:5]:
+        a.plot(t, [x["pg_tables_mib"].get(name, 0) for x in samples], label=f"pg {name}")
+    a.plot(t, [sum(x["pg_tables_mib"].values()) for x in samples], "k", label="pg, all tables")
+    a.set_ylabel("Postgres MiB"); a.set_title("database sizes"); a.grid(alpha=.3)
+    if samples[-1].get("temporal_db_mib") is not None:
+        b = a.twinx()
+        b.plot(t, [x["temporal_db_mib"] for x in samples], "--", color="tab:gray", label="Temporal's SQLite (right)")
+        b.set_ylabel("Temporal MiB")
+        b.legend(loc="lower right", fontsize=7)
+    a.legend(loc="upper left", fontsize=7)
+    a = ax[1][0]
+    a.plot(t, [x["open_workflows"] for x in samples], label="open workflows (Temporal)")
+    a.plot(t, [x["open_orders"] for x in samples], ":", label="orders not at an end (read model)")
+    a.set_xlabel("minutes"); a.set_title("working set"); a.legend(); a.grid(alpha=.3); a.set_ylim(bottom=0)
+    a = ax[1][1]
+    a.plot(t, [x["post_ms"]["p99"] if x["post_ms"]["count"] else None for x in samples], label="POST /orders p99")
+    a.plot(t, [x["delivered_p99_ms"] for x in samples], label="accepted -> delivered p99")
+    a.set_yscale("log"); a.set_xlabel("minutes"); a.set_ylabel("ms"); a.set_title("latency per sample"); a.legend(); a.grid(alpha=.3)
+    fig.suptitle(f"soak: {soak['rate_per_second']} orders/s for {soak['seconds'] / 60:.0f} min — "
+                 f"{machine['cores']} cores, {machine['cpu']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(prefix + "-soak.png", dpi=110)
+    first, last = samples[0], samples[-1]
+    grown = sum(last["pg_tables_mib"].values()) - sum(first["pg_tables_mib"].values())
+    posted = sum(x["posted"] for x in samples[1:])
+    md += ["## Soak", "",
+           f"{soak['orders']:,} orders at {soak['rate_per_second']}/s (half the end-to-end rate) for "
+           f"{soak['seconds'] / 60:.0f} minutes, the simulated carrier delivering (in transit after 2 s, delivered "
+           f"5 s later); a sample every {soak['sample_seconds']:.0f} s. Ends: "
+           + ", ".join(f"{k} {v:,}" for k, v in sorted(soak["ends"].items()))
+           + f"; {soak['stranded_after_drain']} not at an end three minutes after the load stopped.", "",
+           f"Postgres tables grew {grown:.1f} MiB over the run"
+           + (f", {grown * 1024 / posted:.1f} KiB per order: the records every order keeps by design"
+              if posted else "") + ". Flat (targets below) compares the last quarter with the second.", "",
+           f"![memory, database sizes, open workflows and p99 over the soak]({os.path.basename(prefix)}-soak.png)", ""]
 if cost:
     md += ["## Cost", "", f"Peak RSS: API {cost['rss_peak_mib']['api']} MiB, worker {cost['rss_peak_mib']['worker']} MiB "
            f"(after the end-to-end run, {cost['open_workflows']} workflows open, waiting for the carrier).", "",
@@ -179,7 +301,11 @@ if pg_statements and pg_statements["statements"]:
 gen = [r["generator"]["cpu_share_of_one_core"] for r in rows if "generator" in r]
 if gen:
     md += [f"The load generator used at most {max(gen):.0%} of one core in any scenario.", ""]
-md += ["## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
-md += [f"| {t['target']} | {t['measured']} | {t['goal']} | {'yes' if t['met'] else '**no**'} |" for t in targets]
+md += ["## Targets", "",
+       f"Beside the previous full run{f' ([`{previous_stamp}`]({previous_stamp}.md))' if previous_stamp else ''}; "
+       "compare ratios more than absolute figures when the processors differ.", "",
+       "| target | previous run | this run | goal | met |", "|---|---|---|---|---|"]
+md += [f"| {t['target']} | {previous_targets.get(t['target'], {}).get('measured', '—')} | {t['measured']} | {t['goal']} | "
+       f"{'yes' if t['met'] else '**no**'} |" for t in targets]
 open(prefix + ".md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))

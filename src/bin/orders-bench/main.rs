@@ -4,6 +4,7 @@
 
 mod floors;
 mod load;
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,26 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Orders at a steady rate for `minutes`, sampling memory, table sizes, open
+    /// workflows and latency every `sample_seconds` (the simulated carrier must deliver).
+    Soak {
+        #[command(flatten)]
+        service: Service,
+        /// Orders per second.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        minutes: f64,
+        #[arg(long, default_value_t = 15)]
+        sample_seconds: u64,
+        #[arg(long)]
+        api_pid: u32,
+        #[arg(long)]
+        worker_pid: u32,
+        /// The Temporal dev server's database file, to sample its size.
+        #[arg(long)]
+        temporal_db: Option<std::path::PathBuf>,
+    },
     /// Fills `orders` up to `count` rows (spread over 10,000 customers), then times
     /// GET /orders pages of one customer and shows the plans of the list queries.
     List {
@@ -141,8 +162,37 @@ async fn main() -> anyhow::Result<()> {
                 .fetch_all(&pool)
                 .await?;
             anyhow::ensure!(!ids.is_empty(), "no orders of {customer} to read");
-            let ids = ids.into_iter().map(|(id,)| id.to_string()).collect();
-            json!({"scenario": "reads", "get": load::reads(&api, &token, ids, rate, Duration::from_secs(seconds)).await})
+            let ids: Vec<String> = ids.into_iter().map(|(id,)| id.to_string()).collect();
+            let get = load::reads(&api, &token, ids.clone(), rate, Duration::from_secs(seconds)).await;
+            // Then higher rates, 5 s each, up to the first whose p99 reaches 10 ms.
+            let mut steps = Vec::new();
+            let mut highest_under_10ms = (get.latency_ms.p99 < 10.0 && get.errors == 0).then_some(rate);
+            for step in [1000, 1500, 2000, 3000, 4000, 6000, 8000].into_iter().filter(|&r| r > rate) {
+                let t = load::reads(&api, &token, ids.clone(), step, Duration::from_secs(5)).await;
+                // Served on schedule too: a rate the server cannot keep up with does not count.
+                let under = t.latency_ms.p99 < 10.0 && t.errors == 0 && t.per_second >= 0.95 * f64::from(step);
+                steps.push(t);
+                if !under {
+                    break;
+                }
+                highest_under_10ms = Some(step);
+            }
+            json!({"scenario": "reads", "get": get, "steps": steps, "highest_rate_p99_under_10ms": highest_under_10ms})
+        }
+        Command::Soak {
+            service: Service { api, token },
+            rate,
+            minutes,
+            sample_seconds,
+            api_pid,
+            worker_pid,
+            temporal_db,
+        } => {
+            let pool = orders::db::pool(&settings)?;
+            let client = orders::temporal::connect(&settings, "orders-bench").await?;
+            let watched = soak::Watched { api_pid, worker_pid, temporal_db };
+            let (duration, every) = (Duration::from_secs_f64(minutes * 60.0), Duration::from_secs(sample_seconds));
+            soak::run(&pool, &client, &api, &token, rate, duration, every, watched).await?
         }
         Command::List { service: Service { api, token }, customer, count, concurrency, seconds } => {
             list(&settings, &api, &token, &customer, count, concurrency, seconds).await?
