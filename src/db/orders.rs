@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::payments;
+use super::{catalog, payments};
 use crate::domain::{Action, Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
 const ACCEPTED: &str = "order accepted";
@@ -40,66 +40,110 @@ pub enum Recorded {
     },
 }
 
-/// Records an accepted order with its lines and first timeline event, in one transaction.
+/// Records an accepted order with its lines and first timeline event: one
+/// statement, so one round trip and one commit.
 #[tracing::instrument(name = "db.orders.insert", skip_all, fields(order_id = %order.id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let (key, hash) = order.idempotency.clone().unzip();
     let o = &order.order;
-    // ON CONFLICT waits for a concurrent insert with the same key to commit, so
-    // concurrent duplicates see each other and exactly one order is created.
-    let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
-        "INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
-           billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         ON CONFLICT ON CONSTRAINT orders_idempotency_key_key DO NOTHING RETURNING created_at",
-    )
-    .bind(order.id.0)
-    .bind(&o.customer_id)
-    .bind(order.totals.subtotal)
-    .bind(order.totals.tax)
-    .bind(order.totals.shipping)
-    .bind(order.totals.total)
-    .bind(Json(&o.shipping_address))
-    .bind(Json(&o.billing_address))
-    .bind(o.payment_method.as_str())
-    .bind(&o.payment_token)
-    .bind(&o.notes)
-    .bind(&key)
-    .bind(&hash)
-    .bind(order.id.workflow_id())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((created_at,)) = inserted else {
-        // The conflict means the row exists (it is never deleted): none here is impossible.
-        let key = key.as_deref().ok_or(sqlx::Error::RowNotFound)?;
-        let (id, request_hash) =
-            by_idempotency_key(&mut *tx, &o.customer_id, key).await?.ok_or(sqlx::Error::RowNotFound)?;
-        return Ok(Recorded::Existing { id, request_hash });
-    };
-    // Every line in one statement, whatever the number of lines.
     let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
     let names: Vec<&str> = order.lines.iter().map(|l| l.name.as_str()).collect();
     let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity.get() as i32).collect();
     let unit_prices: Vec<Decimal> = order.lines.iter().map(|l| l.unit_price).collect();
     let line_totals: Vec<Decimal> = order.lines.iter().map(|l| l.line_total).collect();
-    sqlx::query(
-        "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
-         SELECT $1, (l.n - 1)::smallint, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
-           FROM unnest($2::text[], $3::text[], $4::int[], $5::numeric[], $6::numeric[]) \
-                WITH ORDINALITY AS l(sku, name, quantity, unit_price, line_total, n)",
-    )
-    .bind(order.id.0)
-    .bind(&skus)
-    .bind(&names)
-    .bind(&quantities)
-    .bind(&unit_prices)
-    .bind(&line_totals)
-    .execute(&mut *tx)
-    .await?;
-    let first_event_id = record_event(&mut tx, order.id, "pending", "pending", Some(ACCEPTED)).await?.unwrap_or(0);
-    tx.commit().await?;
-    Ok(Recorded::Created { created_at, first_event_id })
+    let payload = event_payload(order.id, "pending", Some(ACCEPTED));
+    // ON CONFLICT waits for a concurrent insert with the same key to commit, so
+    // concurrent duplicates see each other and exactly one order is created; the
+    // lines and the event are written only with the order (FROM o). Parameters
+    // $1-$7 are the event's, as in `record_event`.
+    let sql = format!(
+        "WITH o AS (INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
+                      billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
+                    VALUES ($1, $8, 'pending', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                    ON CONFLICT ON CONSTRAINT orders_idempotency_key_key DO NOTHING RETURNING created_at), \
+              i AS (INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
+                    SELECT $1, (l.n - 1)::smallint, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
+                      FROM o, unnest($21::text[], $22::text[], $23::int[], $24::numeric[], $25::numeric[]) \
+                           WITH ORDINALITY AS l(sku, name, quantity, unit_price, line_total, n)), \
+              e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM o \
+                    ON CONFLICT DO NOTHING RETURNING id), \
+              {OUTBOX_AND_WAKE} \
+         SELECT o.created_at, e.id FROM o JOIN e ON true LEFT JOIN woken ON true"
+    );
+    let inserted: Option<(DateTime<Utc>, i64)> = sqlx::query_as(&sql)
+        .bind(order.id.0)
+        .bind("pending")
+        .bind("pending")
+        .bind(ACCEPTED)
+        .bind("order.pending")
+        .bind(Json(&payload))
+        .bind(EVENTS_CHANNEL)
+        .bind(&o.customer_id)
+        .bind(order.totals.subtotal)
+        .bind(order.totals.tax)
+        .bind(order.totals.shipping)
+        .bind(order.totals.total)
+        .bind(Json(&o.shipping_address))
+        .bind(Json(&o.billing_address))
+        .bind(o.payment_method.as_str())
+        .bind(&o.payment_token)
+        .bind(&o.notes)
+        .bind(&key)
+        .bind(&hash)
+        .bind(order.id.workflow_id())
+        .bind(&skus)
+        .bind(&names)
+        .bind(&quantities)
+        .bind(&unit_prices)
+        .bind(&line_totals)
+        .fetch_optional(pool)
+        .await?;
+    if let Some((created_at, first_event_id)) = inserted {
+        return Ok(Recorded::Created { created_at, first_event_id });
+    }
+    // The conflict means the row exists (it is never deleted): none here is impossible.
+    let key = key.as_deref().ok_or(sqlx::Error::RowNotFound)?;
+    let (id, request_hash) = by_idempotency_key(pool, &o.customer_id, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Recorded::Existing { id, request_hash })
+}
+
+/// What `POST /orders` reads before deciding.
+pub struct CreateLookup {
+    /// The order the idempotency key already names, with its request's hash.
+    pub existing: Option<(OrderId, String)>,
+    pub products: Vec<catalog::Product>,
+}
+
+/// What `POST /orders` reads before deciding, in one round trip: the order this
+/// customer's idempotency key already names (with the hash of its request), and
+/// the catalog rows of the SKUs asked for.
+#[tracing::instrument(name = "db.orders.lookup_for_create", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn lookup_for_create(
+    pool: &PgPool,
+    customer: &str,
+    key: Option<&str>,
+    skus: &[String],
+) -> Result<CreateLookup, sqlx::Error> {
+    type Row =
+        (Option<String>, Option<String>, Option<Decimal>, Option<bool>, Option<i32>, Option<Uuid>, Option<String>);
+    let sql = format!(
+        "SELECT {}, NULL::uuid, NULL::text {} WHERE p.sku = ANY($1) UNION ALL \
+         SELECT NULL, NULL, NULL, NULL, NULL, id, request_hash FROM orders WHERE customer_id = $2 AND idempotency_key = $3",
+        catalog::COLUMNS,
+        catalog::FROM
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql).bind(skus).bind(customer).bind(key).fetch_all(pool).await?;
+    let (mut existing, mut products) = (None, Vec::with_capacity(rows.len()));
+    for row in rows {
+        match row {
+            (None, None, None, None, None, Some(id), Some(hash)) => existing = Some((OrderId(id), hash)),
+            (Some(sku), Some(name), Some(unit_price), Some(active), Some(available), None, None) => {
+                products.push(catalog::Product { sku, name, unit_price, active, available })
+            }
+            _ => return Err(sqlx::Error::Decode("a catalog row with a missing column".into())),
+        }
+    }
+    Ok(CreateLookup { existing, products })
 }
 
 /// The order a customer placed with this idempotency key, with the hash of that first request.
@@ -130,25 +174,35 @@ pub async fn record_event(
     // One round trip: the event, its notification in the outbox, and a wake-up
     // for live-event subscribers on every API replica (delivered at commit) —
     // the last two only when the event is new.
-    let payload = serde_json::json!({"order_id": id, "status": status, "detail": detail});
-    let added: Option<(i64,)> = sqlx::query_as(
+    let payload = event_payload(id, status, detail);
+    let sql = format!(
         "WITH e AS (INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
                     ON CONFLICT DO NOTHING RETURNING id), \
-              n AS (INSERT INTO notifications (order_id, kind, event_key, payload) SELECT $1, $5, $3, $6 FROM e \
-                    ON CONFLICT DO NOTHING), \
-              woken AS (SELECT pg_notify($7, $1::text) FROM e) \
-         SELECT e.id FROM e LEFT JOIN woken ON true",
-    )
-    .bind(id.0)
-    .bind(status)
-    .bind(key)
-    .bind(detail)
-    .bind(format!("order.{status}"))
-    .bind(Json(&payload))
-    .bind(EVENTS_CHANNEL)
-    .fetch_optional(&mut *conn)
-    .await?;
+              {OUTBOX_AND_WAKE} \
+         SELECT e.id FROM e LEFT JOIN woken ON true"
+    );
+    let added: Option<(i64,)> = sqlx::query_as(&sql)
+        .bind(id.0)
+        .bind(status)
+        .bind(key)
+        .bind(detail)
+        .bind(format!("order.{status}"))
+        .bind(Json(&payload))
+        .bind(EVENTS_CHANNEL)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(added.map(|(event_id,)| event_id))
+}
+
+/// The outbox row and the live-event wake-up of the event CTE `e` (written only
+/// when `e` is new). Parameters: $1 order, $3 event key, $5 kind, $6 payload, $7 channel.
+const OUTBOX_AND_WAKE: &str = "n AS (INSERT INTO notifications (order_id, kind, event_key, payload) \
+                                     SELECT $1, $5, $3, $6 FROM e ON CONFLICT DO NOTHING), \
+                               woken AS (SELECT pg_notify($7, $1::text) FROM e)";
+
+/// What a notification of an event carries.
+fn event_payload(id: OrderId, status: &str, detail: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"order_id": id, "status": status, "detail": detail})
 }
 
 /// Records when the review deadline of an order held for review falls.

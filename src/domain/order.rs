@@ -1,6 +1,5 @@
 //! An order as the storefront asks for it, before the catalog prices it.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -147,11 +146,6 @@ pub struct NewOrder {
 
 impl NewOrder {
     pub const MAX_LINES: usize = 50;
-
-    /// Distinct SKUs in a stable order (locks and lookups take them in this order).
-    pub fn skus(&self) -> Vec<Sku> {
-        self.lines.iter().map(|l| l.sku.clone()).collect::<BTreeSet<_>>().into_iter().collect()
-    }
 }
 
 /// A catalog-priced line: what the customer pays for it.

@@ -60,14 +60,19 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let idempotency = key.map(|k| (k, request_hash(&json.document())));
     // A retry is answered as the first request was, whatever changed since
-    // (prices, the catalog, validation rules): look the key up before anything else.
-    if let Some((key, hash)) = &idempotency
-        && let Some((id, first_hash)) = orders::by_idempotency_key(&state.pool, &caller.subject, key).await?
-    {
+    // (prices, the catalog, validation rules): the key is looked up before the
+    // body is validated — in the same round trip as the catalog rows of the SKUs
+    // sent (as sent: validation rejects any that are not exact SKUs anyway).
+    let skus: Vec<String> =
+        json.body.items.iter().flatten().filter_map(|i| i.sku.clone()).take(NewOrder::MAX_LINES).collect();
+    let key = idempotency.as_ref().map(|(key, _)| key.as_str());
+    let orders::CreateLookup { existing, products } =
+        orders::lookup_for_create(&state.pool, &caller.subject, key, &skus).await?;
+    if let (Some((_, hash)), Some((id, first_hash))) = (&idempotency, existing) {
         return replay(&state, id, hash, &first_hash).await;
     }
     let new = json.body.parse(&caller.subject).map_err(|e| ApiError::Validation(e.into_vec()))?;
-    let priced = price(&state, new, idempotency).await?;
+    let priced = price(&state, new, products, idempotency)?;
     tracing::Span::current().record("order_id", tracing::field::display(priced.id));
 
     match orders::insert(&state.pool, &priced).await? {
@@ -148,15 +153,14 @@ fn request_hash(document: &Value) -> String {
     hex::encode(Sha256::digest(canonical(document).to_string().as_bytes()))
 }
 
-/// Checks every line against the catalog and prices the order from catalog prices.
-async fn price(
+/// Checks every line against the catalog rows read for it and prices the order from their prices.
+fn price(
     state: &AppState,
     order: NewOrder,
+    products: Vec<catalog::Product>,
     idempotency: Option<(String, String)>,
 ) -> Result<PricedOrder, ApiError> {
-    let skus: Vec<String> = order.skus().iter().map(|s| s.as_str().to_owned()).collect();
-    let catalog: BTreeMap<String, catalog::Product> =
-        catalog::by_skus(&state.pool, &skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+    let catalog: BTreeMap<String, catalog::Product> = products.into_iter().map(|p| (p.sku.clone(), p)).collect();
     let mut errors = FieldErrors::new();
     let mut changes = Vec::new();
     let mut lines = Vec::with_capacity(order.lines.len());
