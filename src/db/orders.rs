@@ -60,7 +60,8 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
         "WITH o AS (INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
                       billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
                     VALUES ($1, $8, 'pending', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-                    ON CONFLICT ON CONSTRAINT orders_idempotency_key_key DO NOTHING RETURNING created_at), \
+                    ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
+                    DO NOTHING RETURNING created_at), \
               i AS (INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
                     SELECT $1, (l.n - 1)::smallint, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
                       FROM o, unnest($21::text[], $22::text[], $23::int[], $24::numeric[], $25::numeric[]) \
@@ -319,11 +320,13 @@ pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sql
 #[tracing::instrument(name = "db.orders.unstarted", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<Vec<(OrderId, Decimal)>, sqlx::Error> {
     let rows: Vec<(Uuid, Decimal)> = sqlx::query_as(
-        "SELECT id, total FROM orders WHERE workflow_started_at IS NULL \
-           AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+        "SELECT id, total FROM orders WHERE status = $3 AND workflow_started_at IS NULL \
+           AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2",
     )
     .bind(min_age_secs)
     .bind(limit)
+    // Only its workflow moves an order on from `pending`: an unstarted one is pending.
+    .bind(OrderStatus::Pending)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|(id, c)| (OrderId(id), c)).collect())

@@ -702,3 +702,34 @@ async fn every_problem_type_resolves_to_a_page_that_explains_it() {
     )
     .await;
 }
+
+/// Status is indexed, so every status change writes into every index of `orders`:
+/// none may carry what no query needs. Marking a start touches no indexed column
+/// (a HOT update), the workflow id (the order id's copy) has no index of its own,
+/// and orders without an idempotency key have no entry in its index — while
+/// recovery still finds unstarted orders through an index.
+#[tokio::test]
+async fn the_orders_indexes_carry_only_what_queries_use() {
+    let app = spawn_app().await;
+    let defs: Vec<String> = sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = 'orders'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(defs.iter().all(|d| !d.contains("workflow_started_at")), "{defs:#?}");
+    assert!(defs.iter().all(|d| !d.contains("(workflow_id)")), "{defs:#?}");
+    let keyed: Vec<&String> = defs.iter().filter(|d| d.contains("idempotency_key")).collect();
+    assert_eq!(keyed.len(), 1, "{defs:#?}");
+    assert!(keyed[0].contains("UNIQUE") && keyed[0].contains("WHERE (idempotency_key IS NOT NULL)"), "{keyed:?}");
+
+    // On a near-empty table a sequential scan is cheapest; ask which index it would use.
+    let mut conn = app.pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id, total FROM orders WHERE status = 'pending' AND workflow_started_at IS NULL \
+           AND created_at < now() - make_interval(secs => 10) ORDER BY id LIMIT 100",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|l| l.contains("orders_status_id_idx")), "{plan:#?}");
+}

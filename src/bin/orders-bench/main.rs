@@ -265,7 +265,9 @@ async fn end_to_end(
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "only {shipped} of {n} orders shipped");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Seldom: this count runs on the Postgres being measured, and the figures
+        // come from the recorded timestamps, not from when the loop noticed.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let (seconds, p50, p90, p99, max): (f64, f64, f64, f64, f64) = sqlx::query_as(
         "WITH l AS (
