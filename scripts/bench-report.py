@@ -87,9 +87,17 @@ def measure(rep):
     if e2e_ and "naive" in fl:
         r = e2e_["per_second"] / fl["naive"]["per_second"]
         target("end to end vs floor (b)", f"{r:.2f}x", ">= 3x", r >= 3)
-    pg = (rep.get("cpu_seconds_per_1000_orders") or {}).get("postgres")
+    cpu = rep.get("cpu_seconds_per_1000_orders") or {}
+    pg = cpu.get("postgres")
     if pg is not None:
-        target("Postgres CPU s per 1000 orders (end to end)", f"{pg:.2f} s", "<= 5 s", pg <= 5)
+        # Temporal's work per order is the same from run to run (same history), so
+        # its CPU is the yardstick of the machine's speed: the ratio compares across runs.
+        per_t = f" ({pg / cpu['temporal']:.2f} x Temporal's)" if cpu.get("temporal") else ""
+        target("Postgres CPU s per 1000 orders (end to end)", f"{pg:.2f} s{per_t}", "<= 5 s", pg <= 5)
+    wal = (cost_ or {}).get("wal")
+    if wal:
+        target("Postgres WAL per order (end to end)", f"{wal['bytes'] / cost_['orders'] / 1024:.1f} KiB, "
+               f"{wal['records'] / cost_['orders']:.0f} records", "reported", True)
     plan = ((rep.get("list") or {}).get("explain") or {}).get("customer_status_page")
     if plan:
         exact = any("Index Cond" in l and "status" in l for l in plan) and not any("Rows Removed by Filter" in l for l in plan)
