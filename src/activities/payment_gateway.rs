@@ -85,28 +85,38 @@ fn reference(prefix: &str, key: &str) -> String {
     format!("{prefix}_{}", &hex::encode(digest)[..20])
 }
 
+impl SimulatedPaymentGateway {
+    /// Counts a call for this key. Only the tokens whose answer depends on the
+    /// count ask: a counter per order for every charge would grow with every order
+    /// a long-running worker serves.
+    fn next_call(&self, key: &str) -> u32 {
+        // A poisoned lock only means another call panicked mid-update of a counter.
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let n = calls.entry(key.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
 #[async_trait]
 impl PaymentGateway for SimulatedPaymentGateway {
     async fn charge(&self, req: &ChargeRequest) -> Result<ChargeResult, PartyError> {
-        // Only the tokens whose answer depends on the call count keep one: a counter
-        // per order for every charge would grow with every order the worker serves.
-        let call = match req.payment_token.as_str() {
-            "tok_flaky" | "tok_unavailable" => {
-                // A poisoned lock only means another call panicked mid-update of a counter.
-                let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-                let n = calls.entry(req.idempotency_key.clone()).or_insert(0);
-                *n += 1;
-                *n
-            }
-            _ => 0,
-        };
         match req.payment_token.as_str() {
-            "tok_declined" => Ok(ChargeResult::Declined { reason: "card_declined".into() }),
-            "tok_error" => Err(PartyError::Permanent("invalid_request: token not usable".into())),
-            "tok_unavailable" => Err(PartyError::Transient(format!("gateway unavailable (simulated, call {call})"))),
-            "tok_flaky" if call <= 2 => Err(PartyError::Transient(format!("gateway timeout (simulated, call {call})"))),
-            _ => Ok(ChargeResult::Captured { reference: reference("sim_ch", &req.idempotency_key) }),
+            "tok_declined" => return Ok(ChargeResult::Declined { reason: "card_declined".into() }),
+            "tok_error" => return Err(PartyError::Permanent("invalid_request: token not usable".into())),
+            "tok_unavailable" => {
+                let call = self.next_call(&req.idempotency_key);
+                return Err(PartyError::Transient(format!("gateway unavailable (simulated, call {call})")));
+            }
+            "tok_flaky" => {
+                let call = self.next_call(&req.idempotency_key);
+                if call <= 2 {
+                    return Err(PartyError::Transient(format!("gateway timeout (simulated, call {call})")));
+                }
+            }
+            _ => {}
         }
+        Ok(ChargeResult::Captured { reference: reference("sim_ch", &req.idempotency_key) })
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundResult, PartyError> {

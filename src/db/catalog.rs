@@ -19,14 +19,25 @@ pub struct Product {
     pub available: i32,
 }
 
-/// A product's columns (in `Product`'s order) and where they come from; `orders::lookup_for_create`
-/// reads a POST's products with them.
-pub(super) const COLUMNS: &str = "p.sku, p.name, p.unit_price, p.active, COALESCE(i.available, 0) AS available";
-pub(super) const FROM: &str = "FROM products p LEFT JOIN inventory i USING (sku)";
+/// A product's columns (in `Product`'s order) and where they come from, as
+/// literals for `concat!`: `orders::lookup_for_create` reads a POST's products with them.
+macro_rules! product_columns {
+    () => {
+        "p.sku, p.name, p.unit_price, p.active, COALESCE(i.available, 0) AS available"
+    };
+}
+macro_rules! products_from {
+    () => {
+        "FROM products p LEFT JOIN inventory i USING (sku)"
+    };
+}
+pub(super) use {product_columns, products_from};
 
 #[tracing::instrument(name = "db.catalog.list_active", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn list_active(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} {FROM} WHERE p.active ORDER BY p.sku")).fetch_all(pool).await
+    sqlx::query_as(concat!("SELECT ", product_columns!(), " ", products_from!(), " WHERE p.active ORDER BY p.sku"))
+        .fetch_all(pool)
+        .await
 }
 
 /// Adds or updates a product and sets its stock (for the demo catalog and tests).

@@ -26,6 +26,17 @@ pub const OTHER_EVENTS: [&str; 4] = [EXCEPTION, ADDRESS_CHANGED, REFUND_REFUSED,
 /// The LISTEN/NOTIFY channel announcing new timeline events; the payload is the order id.
 pub const EVENTS_CHANNEL: &str = "order_events";
 
+/// The outbox row and the live-event wake-up of the event CTE `e` (written only
+/// when `e` is new), as a literal for `concat!`. Parameters: $1 order, $3 event
+/// key, $5 kind, $6 payload, $7 channel.
+macro_rules! outbox_and_wake {
+    () => {
+        "n AS (INSERT INTO notifications (order_id, kind, event_key, payload) \
+               SELECT $1, $5, $3, $6 FROM e ON CONFLICT DO NOTHING), \
+         woken AS (SELECT pg_notify($7, $1::text) FROM e)"
+    };
+}
+
 /// What happened when an order was recorded.
 #[derive(Debug)]
 pub enum Recorded {
@@ -51,15 +62,16 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
     let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity.get() as i32).collect();
     let unit_prices: Vec<Decimal> = order.lines.iter().map(|l| l.unit_price).collect();
     let line_totals: Vec<Decimal> = order.lines.iter().map(|l| l.line_total).collect();
-    let payload = event_payload(order.id, "pending", Some(ACCEPTED));
+    let pending = OrderStatus::Pending.as_str();
+    let payload = event_payload(order.id, pending, Some(ACCEPTED));
     // ON CONFLICT waits for a concurrent insert with the same key to commit, so
     // concurrent duplicates see each other and exactly one order is created; the
     // lines and the event are written only with the order (FROM o). Parameters
     // $1-$7 are the event's, as in `record_event`.
-    let sql = format!(
+    const SQL: &str = concat!(
         "WITH o AS (INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
                       billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
-                    VALUES ($1, $8, 'pending', $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                    VALUES ($1, $8, $2, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
                     ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
                     DO NOTHING RETURNING created_at), \
               i AS (INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
@@ -67,16 +79,16 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
                       FROM o, unnest($21::text[], $22::text[], $23::int[], $24::numeric[], $25::numeric[]) \
                            WITH ORDINALITY AS l(sku, name, quantity, unit_price, line_total, n)), \
               e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM o \
-                    ON CONFLICT DO NOTHING RETURNING id), \
-              {OUTBOX_AND_WAKE} \
-         SELECT o.created_at, e.id FROM o JOIN e ON true LEFT JOIN woken ON true"
+                    ON CONFLICT DO NOTHING RETURNING id), ",
+        outbox_and_wake!(),
+        " SELECT o.created_at, e.id FROM o JOIN e ON true LEFT JOIN woken ON true"
     );
-    let inserted: Option<(DateTime<Utc>, i64)> = sqlx::query_as(&sql)
+    let inserted: Option<(DateTime<Utc>, i64)> = sqlx::query_as(SQL)
         .bind(order.id.0)
-        .bind("pending")
-        .bind("pending")
+        .bind(pending)
+        .bind(pending)
         .bind(ACCEPTED)
-        .bind("order.pending")
+        .bind(format!("order.{pending}"))
         .bind(Json(&payload))
         .bind(EVENTS_CHANNEL)
         .bind(&o.customer_id)
@@ -127,13 +139,15 @@ pub async fn lookup_for_create(
 ) -> Result<CreateLookup, sqlx::Error> {
     type Row =
         (Option<String>, Option<String>, Option<Decimal>, Option<bool>, Option<i32>, Option<Uuid>, Option<String>);
-    let sql = format!(
-        "SELECT {}, NULL::uuid, NULL::text {} WHERE p.sku = ANY($1) UNION ALL \
-         SELECT NULL, NULL, NULL, NULL, NULL, id, request_hash FROM orders WHERE customer_id = $2 AND idempotency_key = $3",
-        catalog::COLUMNS,
-        catalog::FROM
+    const SQL: &str = concat!(
+        "SELECT ",
+        catalog::product_columns!(),
+        ", NULL::uuid, NULL::text ",
+        catalog::products_from!(),
+        " WHERE p.sku = ANY($1) UNION ALL \
+         SELECT NULL, NULL, NULL, NULL, NULL, id, request_hash FROM orders WHERE customer_id = $2 AND idempotency_key = $3"
     );
-    let rows: Vec<Row> = sqlx::query_as(&sql).bind(skus).bind(customer).bind(key).fetch_all(pool).await?;
+    let rows: Vec<Row> = sqlx::query_as(SQL).bind(skus).bind(customer).bind(key).fetch_all(pool).await?;
     let (mut existing, mut products) = (None, Vec::with_capacity(rows.len()));
     for row in rows {
         match row {
@@ -176,13 +190,13 @@ pub async fn record_event(
     // for live-event subscribers on every API replica (delivered at commit) —
     // the last two only when the event is new.
     let payload = event_payload(id, status, detail);
-    let sql = format!(
+    const SQL: &str = concat!(
         "WITH e AS (INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
-                    ON CONFLICT DO NOTHING RETURNING id), \
-              {OUTBOX_AND_WAKE} \
-         SELECT e.id FROM e LEFT JOIN woken ON true"
+                    ON CONFLICT DO NOTHING RETURNING id), ",
+        outbox_and_wake!(),
+        " SELECT e.id FROM e LEFT JOIN woken ON true"
     );
-    let added: Option<(i64,)> = sqlx::query_as(&sql)
+    let added: Option<(i64,)> = sqlx::query_as(SQL)
         .bind(id.0)
         .bind(status)
         .bind(key)
@@ -194,12 +208,6 @@ pub async fn record_event(
         .await?;
     Ok(added.map(|(event_id,)| event_id))
 }
-
-/// The outbox row and the live-event wake-up of the event CTE `e` (written only
-/// when `e` is new). Parameters: $1 order, $3 event key, $5 kind, $6 payload, $7 channel.
-const OUTBOX_AND_WAKE: &str = "n AS (INSERT INTO notifications (order_id, kind, event_key, payload) \
-                                     SELECT $1, $5, $3, $6 FROM e ON CONFLICT DO NOTHING), \
-                               woken AS (SELECT pg_notify($7, $1::text) FROM e)";
 
 /// What a notification of an event carries.
 fn event_payload(id: OrderId, status: &str, detail: Option<&str>) -> serde_json::Value {
