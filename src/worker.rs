@@ -40,6 +40,7 @@ pub fn build(
             verification_key: settings.verification_key.clone(),
         })
         .register_activities(activities)
+        .workflow_interceptor(crate::workflows::run_counter())
         .tuner(tuner(w))
         .max_cached_workflows(w.max_cached_workflows)
         .sticky_queue_schedule_to_start_timeout(crate::temporal::WORKFLOW_TASK_TIMEOUT)

@@ -102,6 +102,23 @@ impl OrderMetrics {
     }
 }
 
+/// Records `workflows::runs_in_memory` as `orders_workflow_runs_in_memory` every
+/// `every`, for as long as the worker runs. Beside the SDK's cache size it shows
+/// runs that are never freed (memory growing with orders served).
+pub async fn record_runs_in_memory(meter: Arc<dyn CoreMeter>, every: std::time::Duration) {
+    let gauge = meter.gauge(MetricParameters {
+        name: "orders_workflow_runs_in_memory".into(),
+        description: "Workflow runs the worker holds in memory: its workflow cache plus any run not yet freed".into(),
+        unit: "".into(),
+    });
+    let none = meter.new_attributes(NewAttributes::default());
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        gauge.record(crate::workflows::runs_in_memory() as u64, &none);
+    }
+}
+
 fn refusal_label(step: Refusal) -> &'static str {
     match step {
         Refusal::Refund => "refund",

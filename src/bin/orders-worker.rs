@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use orders::activities::OrderMetrics;
@@ -45,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let client = temporal::connect(&settings, "orders-worker").await?;
     let pool = db::pool(&settings)?;
+    tokio::spawn(activities::metrics::record_runs_in_memory(meter.clone(), Duration::from_secs(5)));
     let activities = activities::from_settings(&settings, pool.clone(), OrderMetrics::new(meter))
         .context("building the HTTP client")?;
     let mut worker = worker::build(&runtime, client.clone(), &settings, activities)?;

@@ -17,7 +17,7 @@ use temporalio_sdk::workflows::select;
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 use uuid::Uuid;
 
-use super::{HandlerError, db_step};
+use super::{HandlerError, db_step, deadline_timer};
 use crate::activities::users::{CodeCheck, FinishOnboarding, UserActivities};
 use crate::domain::UserStatus;
 
@@ -67,7 +67,7 @@ impl UserOnboardingWorkflow {
         }
         let decided = select! {
             r = ctx.wait_condition(|s: &Self| s.status != UserStatus::PendingVerification).fuse() => { r?; true }
-            _ = ctx.timer(Duration::from_secs(within)).fuse() => false,
+            _ = deadline_timer(ctx, Duration::from_secs(within), None).fuse() => false,
         };
         if !decided {
             let finish = FinishOnboarding { user_id, status: UserStatus::Expired };
@@ -84,7 +84,7 @@ impl UserOnboardingWorkflow {
     /// `decided`) or the deadline passes, which expires it unless a decision
     /// came first; then finishes as the record says.
     async fn follow_record(ctx: &WorkflowContext<Self>, user_id: Uuid, within: Duration) -> WorkflowResult<UserStatus> {
-        let mut deadline = std::pin::pin!(ctx.timer(within).fuse());
+        let mut deadline = std::pin::pin!(deadline_timer(ctx, within, None).fuse());
         loop {
             let woke = select! {
                 r = ctx.wait_condition(|s: &Self| s.wakes > s.wakes_read).fuse() => { r?; true }

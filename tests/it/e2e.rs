@@ -286,6 +286,7 @@ async fn orders_placed_over_http_reach_their_end_through_the_binaries_with_probe
     assert!(series(&worker_metrics, "orders_payment_declines_total") >= 1.0);
     assert!(series(&worker_metrics, r#"orders_finished_total{status="failed"}"#) >= 1.0, "{worker_metrics}");
     assert!(series(&worker_metrics, r#"orders_compensations_total{step="release_stock"}"#) >= 1.0);
+    assert!(worker_metrics.contains("# TYPE orders_workflow_runs_in_memory gauge"), "runs held, beside the cache");
     alert_rules_are_valid_and_name_real_metrics(&format!("{api_metrics}{worker_metrics}"));
 
     // The container health check: `orders-api probe URL` exits 0 only for a 2xx answer.

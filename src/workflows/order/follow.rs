@@ -18,7 +18,7 @@ use futures::FutureExt;
 use temporalio_common::error::ActivityExecutionError;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ApplicationFailure, TimerOptions, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext, WorkflowResult,
+    ApplicationFailure, WaitConditionOptions, WorkflowCancellationToken, WorkflowContext, WorkflowResult,
     WorkflowTermination,
 };
 
@@ -29,7 +29,7 @@ use crate::activities::OrderActivities;
 use crate::activities::order::{Advance, CarrierReport, Charge, CloseOrder, ProposeStop, Reservation, out_of_stock};
 use crate::db::decisions::{Record, Stop, StopDecision};
 use crate::domain::{OrderId, OrderStatus, StopReason};
-use crate::workflows::db_step;
+use crate::workflows::{db_step, deadline_timer};
 
 /// Where the forward path left the order.
 enum Next {
@@ -168,7 +168,7 @@ impl OrderWorkflow {
         Self::set_status(ctx, OrderStatus::AwaitingReview);
         Self::enter(ctx, Step::AwaitingReview);
         ctx.state_mut(|s| s.review_due = due);
-        let mut deadline = std::pin::pin!(ctx.timer(Duration::from_secs(within_secs)).fuse());
+        let mut deadline = std::pin::pin!(deadline_timer(ctx, Duration::from_secs(within_secs), None).fuse());
         loop {
             let woke = select! {
                 r = ctx.wait_condition(woken).fuse() => { r?; true }
@@ -219,8 +219,7 @@ impl OrderWorkflow {
             (true, Some(now)) => due.duration_since(now).unwrap_or(Duration::ZERO).max(Duration::from_millis(1)),
             _ => within,
         };
-        let timer = TimerOptions::builder(left).maybe_cancellation_token(detached.clone()).build();
-        let mut deadline = std::pin::pin!(ctx.timer(timer).fuse());
+        let mut deadline = std::pin::pin!(deadline_timer(ctx, left, detached.clone()).fuse());
         loop {
             let wait = WaitConditionOptions::builder().maybe_cancellation_token(detached.clone()).build();
             let woke = select! {

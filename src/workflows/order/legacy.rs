@@ -17,7 +17,7 @@ use super::{OrderOutcome, OrderWorkflow, compensation, failure_message, payment,
 use crate::activities::OrderActivities;
 use crate::activities::order::{Advance, CarrierException, Charge, CloseOrder, Reservation};
 use crate::domain::{Action, OrderId, OrderStatus, ReviewDecision, ShipmentEventKind, StopReason};
-use crate::workflows::db_step;
+use crate::workflows::{db_step, deadline_timer};
 
 /// How the order's path ended before closing it.
 enum End {
@@ -136,7 +136,7 @@ impl OrderWorkflow {
         Self::set_status(ctx, OrderStatus::AwaitingReview);
         let decided = select! {
             r = ctx.wait_condition(|s: &Self| s.review.is_some() || s.cancel.is_some()).fuse() => { r?; true }
-            _ = ctx.timer(Duration::from_secs(within_secs)).fuse() => false,
+            _ = deadline_timer(ctx, Duration::from_secs(within_secs), None).fuse() => false,
         };
         if !decided {
             return Ok(Some(End::Stopped(StopReason::ReviewTimeout, "no review decision before the deadline".into())));
@@ -159,7 +159,7 @@ impl OrderWorkflow {
         let completed =
             |status| Ok(End::Completed(OrderOutcome { status, reason: None, tracking_number: Some(tracking.clone()) }));
         let within = Duration::from_secs(ctx.state(|s| s.input.deliver_within_secs));
-        let mut deadline = std::pin::pin!(ctx.timer(within).fuse());
+        let mut deadline = std::pin::pin!(deadline_timer(ctx, within, None).fuse());
         loop {
             let woke = select! {
                 r = ctx.wait_condition(|s: &Self| {
