@@ -103,6 +103,29 @@ pub struct Deliver {
     pub channel: Channel,
 }
 
+/// What a delivery round did on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Delivered {
+    /// How many notifications went out (the only answer of versions before,
+    /// recorded as a bare number).
+    Sent(u32),
+    /// The worker has no such channel. The workflow asks no more on it: the
+    /// answer is recorded in its history, so a replay stops where it stopped.
+    Unconfigured(ChannelUnconfigured),
+}
+
+/// Recorded as the string `"channel_not_configured"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelUnconfigured {
+    #[serde(rename = "channel_not_configured")]
+    ChannelNotConfigured,
+}
+
+impl Delivered {
+    pub const UNCONFIGURED: Delivered = Delivered::Unconfigured(ChannelUnconfigured::ChannelNotConfigured);
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AmendAddress {
     pub order_id: OrderId,
@@ -613,19 +636,20 @@ impl OrderActivities {
     /// Delivers the order's due notifications on one channel, oldest first, and
     /// returns how many went out. A failure is recorded and retried with backoff
     /// (the whole batch again: delivered ones are skipped, so none goes twice).
+    /// A channel this worker does not have is answered as such, once per order:
+    /// the workflow then stops asking (no outbox read, no marker per change).
     #[activity(name = "DeliverNotifications")]
     #[tracing::instrument(name = "DeliverNotifications", skip_all, fields(order_id = %d.order_id, channel = d.channel.as_str(), activity = "DeliverNotifications"))]
     pub async fn deliver_notifications(
         self: Arc<Self>,
         _ctx: ActivityContext,
         d: Deliver,
-    ) -> Result<u32, ActivityError> {
+    ) -> Result<Delivered, ActivityError> {
         let notifier = match d.channel {
             Channel::Webhook => &self.webhook,
             Channel::Email => &self.email,
         };
-        // An unconfigured channel costs nothing: no outbox read, no delivery rows.
-        let Some(notifier) = notifier else { return Ok(0) };
+        let Some(notifier) = notifier else { return Ok(Delivered::UNCONFIGURED) };
         let mut delivered = 0;
         for n in notifications::undelivered(&self.pool, d.order_id, d.channel).await? {
             match notifier.deliver(&n).await {
@@ -639,7 +663,7 @@ impl OrderActivities {
                 }
             }
         }
-        Ok(delivered)
+        Ok(Delivered::Sent(delivered))
     }
 
     /// Records the stop the workflow proposes, unless another was recorded first

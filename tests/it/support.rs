@@ -286,6 +286,24 @@ pub fn timeline(order: &Value) -> Vec<&str> {
 pub const FAST_CARRIER: [(&str, &str); 2] =
     [("ORDERS_SIM_CARRIER_IN_TRANSIT_AFTER", "50ms"), ("ORDERS_SIM_CARRIER_DELIVERED_AFTER", "50ms")];
 
+/// How many local activities of `activity_type` a history (as JSON) records: the
+/// core SDK writes one `core_local_activity` marker per finished local activity.
+pub fn local_activity_markers(history_json: &[u8], activity_type: &str) -> usize {
+    use base64::Engine;
+    let history: Value = serde_json::from_slice(history_json).expect("history JSON");
+    let events = history["events"].as_array().expect("events");
+    events
+        .iter()
+        .filter_map(|e| e["attributes"].get("MarkerRecordedEventAttributes"))
+        .filter(|m| m["marker_name"] == "core_local_activity")
+        .filter(|m| {
+            let data = m["details"]["data"]["payloads"][0]["data"].as_str().expect("marker data");
+            let data = base64::engine::general_purpose::STANDARD.decode(data).expect("base64");
+            serde_json::from_slice::<Value>(&data).expect("marker JSON")["activity_type"] == activity_type
+        })
+        .count()
+}
+
 /// With ORDERS_RECORD_HISTORIES=1, saves a history for `recorded_histories_still_replay`.
 /// Record again only when a change is meant to be incompatible (and is behind `ctx.patched`).
 pub fn record_history(name: &str, json: &[u8]) {

@@ -37,7 +37,7 @@ use super::{HandlerError, STEP_RETRY_CAP, db_step};
 use crate::activities::OrderActivities;
 use crate::activities::failure::{PAYMENT_FAILED, SHIPMENT_REJECTED};
 use crate::activities::notifier::Channel;
-use crate::activities::order::{AmendAddress, Deliver, ProposeStop};
+use crate::activities::order::{AmendAddress, Deliver, Delivered, ProposeStop};
 use crate::db::decisions::StopDecision;
 use crate::domain::{Action, Address, OrderId, OrderStatus, ReviewDecision, ShipmentEvent, StopReason};
 
@@ -180,14 +180,23 @@ pub struct ChannelReport {
     pub failed_batches: u32,
 }
 
+/// A channel's answer in one delivery round (none once the channel is off).
+type Round = Option<Result<Delivered, ActivityExecutionError>>;
+
 impl DeliveryReport {
-    fn record(&mut self, r: &Result<u32, ActivityExecutionError>, channel: impl Fn(&mut Self) -> &mut ChannelReport) {
+    fn record(&mut self, r: &Round, channel: impl Fn(&mut Self) -> &mut ChannelReport) {
         let c = channel(self);
         match r {
-            Ok(n) => c.delivered += n,
-            Err(_) => c.failed_batches += 1,
+            Some(Ok(Delivered::Sent(n))) => c.delivered += *n,
+            Some(Err(_)) => c.failed_batches += 1,
+            Some(Ok(Delivered::Unconfigured(_))) | None => {}
         }
     }
+}
+
+/// The worker answered that it has no such channel.
+fn unconfigured(r: &Round) -> bool {
+    matches!(r, Some(Ok(Delivered::Unconfigured(_))))
 }
 
 /// Payment: initial 1 s, at most `STEP_RETRY_CAP` between attempts, and no bound
@@ -318,9 +327,13 @@ impl OrderWorkflow {
 
     /// Delivers the outbox after every change, webhook and email concurrently,
     /// until the order is closed and everything due has gone out (or failed for good).
+    /// A channel the worker answers is not configured is not asked again for
+    /// this order (histories of versions before never hold that answer, so they
+    /// replay asking every time, as they were made).
     async fn deliver(ctx: &WorkflowContext<Self>) {
         let order_id = ctx.state(|s| s.input.order_id);
         let mut seen = 0;
+        let (mut webhook_on, mut email_on) = (true, true);
         loop {
             // Detached: notifications of a cancelled workflow's compensation still go out.
             let opts = WaitConditionOptions::builder().cancellation_token(WorkflowCancellationToken::new()).build();
@@ -330,18 +343,16 @@ impl OrderWorkflow {
                 return;
             }
             seen = changes;
-            let (webhook, email) = join!(
-                ctx.execute_local_activity(
-                    OrderActivities::deliver_notifications,
-                    Deliver { order_id, channel: Channel::Webhook },
-                    delivery()
-                ),
-                ctx.execute_local_activity(
-                    OrderActivities::deliver_notifications,
-                    Deliver { order_id, channel: Channel::Email },
-                    delivery()
-                ),
-            );
+            let round = |channel: Channel, on: bool| async move {
+                if !on {
+                    return None;
+                }
+                let deliver = Deliver { order_id, channel };
+                Some(ctx.execute_local_activity(OrderActivities::deliver_notifications, deliver, delivery()).await)
+            };
+            let (webhook, email) = join!(round(Channel::Webhook, webhook_on), round(Channel::Email, email_on));
+            webhook_on &= !unconfigured(&webhook);
+            email_on &= !unconfigured(&email);
             ctx.state_mut(|s| {
                 s.deliveries.record(&webhook, |r| &mut r.webhook);
                 s.deliveries.record(&email, |r| &mut r.email);
