@@ -54,6 +54,9 @@ reads = one("reads")
 pg_statements = one("pg_statements")
 listing = one("list")
 soak = one("soak")
+host = one("host")
+if host:
+    machine["cpu_steal_share"] = host["cpu_steal_share"]
 
 cpu_per_1000 = {}
 if cost:
@@ -202,6 +205,11 @@ def ms(p):
 md = [f"# Benchmark {os.path.basename(prefix)}{' (quick)' if quick else ''}", "",
       f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, {machine['os']}, "
       f"kernel {machine['kernel']}; {machine['temporal']}; {machine['postgres']}; commit {machine['commit']}.", ""]
+if "cpu_steal_share" in machine:
+    steal = machine["cpu_steal_share"]
+    md += [f"CPU time stolen by the hypervisor over the run: {100 * steal:.1f} %"
+           + (" — **too much for this run's figures to compare with other runs'** (ratios within the run suffer too)."
+              if steal > 0.05 else "."), ""]
 md += ["## End to end (first POST to last `shipped`) and floors", "",
        "| run | orders | orders/s | latency p50 / p99 ms | history events | workflow tasks |", "|---|---|---|---|---|---|"]
 names = {"ours": "floor (a): OrderWorkflow, no-op activities", "naive": "floor (b): five regular activities"}
