@@ -295,18 +295,18 @@ impl OrderActivities {
             return Err(permanent(SHIPMENT_REJECTED, format!("no answer from the carrier in {CARRIER_CALLS} calls")));
         }
         let (mut tx, locked) = lock_for_party_call(&self.pool, id, Step::BookShipment, SHIPMENT_REJECTED).await?;
-        // Another attempt may have booked while this one waited for the lock.
-        if let Some(booking) = shipments::find(&mut *tx, id).await? {
-            return Ok((tx, booking));
-        }
-        // Read under the lock: an amendment either committed before (and the
-        // carrier gets it) or sees this booking's call counted and is refused.
-        let order = orders::fulfilment(&mut *tx, id).await?.ok_or_else(|| missing(id))?;
+        // Another attempt may have booked while this one waited for the lock. The
+        // address is read under the lock: an amendment either committed before
+        // (and the carrier gets it) or sees this booking's call counted and is refused.
+        let (address, lines) = match shipments::to_book(&mut tx, id).await?.ok_or_else(|| missing(id))? {
+            shipments::ToBook::Booked(booking) => return Ok((tx, booking)),
+            shipments::ToBook::Parcels { address, lines } => (address, lines),
+        };
         let req = ShipmentRequest {
             idempotency_key: format!("ship-{id}"),
             order_id: id.to_string(),
-            address: order.shipping_address.0,
-            parcels: shipments::manifest(&mut *tx, id).await?,
+            address,
+            parcels: lines,
         };
         match self.carrier.book(&req).await {
             Ok(b) => Ok((tx, shipments::Shipment { carrier: b.carrier, tracking_number: b.tracking_number })),

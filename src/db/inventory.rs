@@ -23,21 +23,22 @@ pub enum Reserve {
 /// attempt counts as held; new stock is taken only when `take` is true.
 #[tracing::instrument(name = "db.inventory.reserve", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn reserve(tx: &mut PgConnection, id: OrderId, take: bool) -> Result<Reserve, sqlx::Error> {
-    let (existing,): (i64,) = sqlx::query_as("SELECT count(*) FROM inventory_reservations WHERE order_id = $1")
-        .bind(id.0)
-        .fetch_one(&mut *tx)
-        .await?;
-    if existing > 0 {
+    // The lines, each with whether an earlier attempt already holds stock for
+    // the order: one round trip.
+    let rows: Vec<(String, i32, bool)> = sqlx::query_as(
+        "SELECT sku, quantity, EXISTS (SELECT 1 FROM inventory_reservations WHERE order_id = $1) \
+           FROM order_items WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.iter().any(|(_, _, held)| *held) {
         return Ok(Reserve::Held);
     }
     if !take {
         return Ok(Reserve::Closed);
     }
-    let lines: Vec<(String, i32)> =
-        sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY sku")
-            .bind(id.0)
-            .fetch_all(&mut *tx)
-            .await?;
+    let lines: Vec<(String, i32)> = rows.into_iter().map(|(sku, quantity, _)| (sku, quantity)).collect();
     let mut short = Vec::new();
     for (sku, quantity) in &lines {
         // Conditional decrement: never below zero, whatever runs concurrently.

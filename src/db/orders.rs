@@ -236,23 +236,31 @@ pub async fn transition(
 ) -> Result<bool, sqlx::Error> {
     // A fence without a reason was set by a workflow started before stops were
     // recorded with one; it still admits its own end, failed or cancelled.
-    let moved = sqlx::query(
-        "UPDATE orders SET status = $2, reason = $3, updated_at = now() \
-         WHERE id = $1 AND status = ANY($4) \
-           AND (stopped_at IS NULL OR stop_reason = $3 OR (stop_reason IS NULL AND $3 IS NOT NULL))",
-    )
-    .bind(id.0)
-    .bind(status)
-    .bind(reason)
-    .bind(OrderStatus::reachable_from(status))
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if moved {
-        record_event(conn, id, status.as_str(), status.as_str(), detail).await?;
-    }
-    Ok(moved)
+    // One round trip: the move, and only if it happened its timeline event,
+    // outbox row and wake-up (parameters $1-$7 as in `record_event`).
+    const SQL: &str = concat!(
+        "WITH u AS (UPDATE orders SET status = $2, reason = $8, updated_at = now() \
+                    WHERE id = $1 AND status = ANY($9) \
+                      AND (stopped_at IS NULL OR stop_reason = $8 OR (stop_reason IS NULL AND $8 IS NOT NULL)) \
+                    RETURNING id), \
+              e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM u \
+                    ON CONFLICT DO NOTHING RETURNING id), ",
+        outbox_and_wake!(),
+        " SELECT count(*) FROM u LEFT JOIN woken ON true"
+    );
+    let (moved,): (i64,) = sqlx::query_as(SQL)
+        .bind(id.0)
+        .bind(status)
+        .bind(status.as_str())
+        .bind(detail)
+        .bind(format!("order.{}", status.as_str()))
+        .bind(Json(&event_payload(id, status.as_str(), detail)))
+        .bind(EVENTS_CHANNEL)
+        .bind(reason)
+        .bind(OrderStatus::reachable_from(status))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(moved == 1)
 }
 
 /// A recorded stop: the order ends as `reason.status()`, for this reason.
@@ -314,14 +322,17 @@ pub async fn fence<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<(
 pub async fn mark_workflow_started(pool: &PgPool, id: OrderId) -> Result<(), sqlx::Error> {
     // Not waiting for the WAL flush here saves one fsync per accepted order. It is
     // safe: if Postgres loses this write in a crash, the recovery loop starts the
-    // workflow again, and that start is idempotent on the workflow id.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-    sqlx::query("UPDATE orders SET workflow_started_at = now() WHERE id = $1 AND workflow_started_at IS NULL")
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+    // workflow again, and that start is idempotent on the workflow id. The
+    // setting is made inside the statement (`set_config(.., true)` lasts to the end
+    // of its transaction, here the statement's own): one round trip, not four.
+    sqlx::query(
+        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         UPDATE orders SET workflow_started_at = now() FROM async WHERE id = $1 AND workflow_started_at IS NULL",
+    )
+    .bind(id.0)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Orders (id, total) accepted at least `min_age_secs` ago whose workflow start was never confirmed.

@@ -83,18 +83,31 @@ pub struct Payment {
 pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> Result<Option<Payment>, sqlx::Error> {
     let key = kind.key(id);
     // A refund is itself compensation: only a charge is held back by the fence.
-    sqlx::query(
-        "INSERT INTO payments (order_id, kind, idempotency_key, amount, status) \
-         SELECT $1, $2, $3, $4, 'pending' FROM orders WHERE id = $1 AND (stopped_at IS NULL OR $2 = 'refund') \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+    // One round trip: the row this statement inserts, or else the one an earlier
+    // attempt did (the second SELECT does not see the first's insert).
+    let row: Option<Payment> = sqlx::query_as(
+        "WITH ins AS (INSERT INTO payments (order_id, kind, idempotency_key, amount, status) \
+                      SELECT $1, $2, $3, $4, 'pending' FROM orders WHERE id = $1 AND (stopped_at IS NULL OR $2 = 'refund') \
+                      ON CONFLICT (idempotency_key) DO NOTHING \
+                      RETURNING status, amount, provider_reference, decline_reason) \
+         SELECT * FROM ins \
+         UNION ALL \
+         SELECT status, amount, provider_reference, decline_reason FROM payments \
+          WHERE idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM ins)",
     )
     .bind(id.0)
     .bind(kind)
     .bind(&key)
     .bind(amount)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    find(pool, id, kind).await
+    match row {
+        Some(row) => Ok(Some(row)),
+        // No row, or one a concurrent attempt inserted after this statement's
+        // snapshot was taken (its insert then waited for that one and did nothing):
+        // a fresh read tells.
+        None => find(pool, id, kind).await,
+    }
 }
 
 #[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

@@ -1,8 +1,9 @@
 //! One shipment per order (the primary key), with the carrier's tracking number.
 
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
-use crate::domain::OrderId;
+use crate::domain::{Address, OrderId};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Shipment {
@@ -74,11 +75,31 @@ pub async fn cancel_refused(pool: &PgPool, id: OrderId) -> Result<bool, sqlx::Er
     Ok(row.is_some_and(|(c,)| c))
 }
 
-/// (sku, quantity) of every line, for the parcel manifest.
-#[tracing::instrument(name = "db.shipments.manifest", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn manifest<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Vec<(String, i32)>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no")
-        .bind(id.0)
-        .fetch_all(conn)
-        .await
+/// What booking an order's shipment starts from, read under the order's row lock.
+#[derive(Debug)]
+pub enum ToBook {
+    /// An earlier attempt booked it.
+    Booked(Shipment),
+    /// Not booked: where it goes and (sku, quantity) of every line, for the manifest.
+    Parcels { address: Address, lines: Vec<(String, i32)> },
+}
+
+/// The booking an earlier attempt made, or what a booking needs: one round trip.
+/// `None` when the order does not exist.
+#[tracing::instrument(name = "db.shipments.to_book", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn to_book(conn: &mut PgConnection, id: OrderId) -> Result<Option<ToBook>, sqlx::Error> {
+    type Row = (Json<Address>, Option<String>, Option<String>, Vec<String>, Vec<i32>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT o.shipping_address, s.carrier, s.tracking_number, \
+                ARRAY(SELECT sku FROM order_items WHERE order_id = o.id ORDER BY line_no), \
+                ARRAY(SELECT quantity FROM order_items WHERE order_id = o.id ORDER BY line_no) \
+           FROM orders o LEFT JOIN shipments s ON s.order_id = o.id WHERE o.id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(address, carrier, tracking_number, skus, quantities)| match (carrier, tracking_number) {
+        (Some(carrier), Some(tracking_number)) => ToBook::Booked(Shipment { carrier, tracking_number }),
+        _ => ToBook::Parcels { address: address.0, lines: skus.into_iter().zip(quantities).collect() },
+    }))
 }
