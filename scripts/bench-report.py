@@ -43,6 +43,7 @@ machine = {
 floors = {r["result"]["shape"]: r["result"] for r in rows if r.get("scenario") == "floor"}
 e2e = one("end_to_end")
 e2e2 = one("end_to_end_two_workers")
+e2e_delivered = one("end_to_end_delivered")
 cost = one("cost")
 all_starts = sorted((r for r in rows if r.get("scenario") == "start_path"), key=lambda r: r["concurrency"])
 # The targets compare like with like: with the worker stopped neither side shares the
@@ -90,6 +91,10 @@ def measure(rep):
     if e2e_ and "naive" in fl:
         r = e2e_["per_second"] / fl["naive"]["per_second"]
         target("end to end vs floor (b)", f"{r:.2f}x", ">= 3x", r >= 3)
+    whole = rep.get("end_to_end_delivered")
+    if whole:
+        target("end to end, whole lifecycle to delivered: orders/s, history events / workflow tasks",
+               f"{whole['per_second']:.1f}/s, {whole['history_events']} / {whole['workflow_tasks']}", "reported", True)
     cpu = rep.get("cpu_seconds_per_1000_orders") or {}
     pg = cpu.get("postgres")
     if pg is not None:
@@ -167,6 +172,7 @@ def previous_report(prefix):
 
 
 report = {"machine": machine, "quick": quick, "floors": floors, "end_to_end": e2e, "end_to_end_two_workers": e2e2,
+          "end_to_end_delivered": e2e_delivered,
           "cost": cost, "cpu_seconds_per_1000_orders": cpu_per_1000, "start_path": starts, "start_path_worker_running": busy,
           "reads": reads, "postgres_statements": pg_statements,
           "list": listing, "soak": soak}
@@ -216,12 +222,15 @@ names = {"ours": "floor (a): OrderWorkflow, no-op activities", "naive": "floor (
 for shape, r in floors.items():
     md.append(f"| {names[shape]} | {r['workflows']} | {r['per_second']:.1f} | {ms(r['latency_ms'])} | "
               f"{r['history_events']} | {r['workflow_tasks']} |")
-for label, r in [("this service, 1 worker", e2e), ("this service, 2 workers", e2e2)]:
+for label, r, end in [("this service, 1 worker", e2e, "shipped"), ("this service, 2 workers", e2e2, "shipped"),
+                      ("this service, whole lifecycle to `delivered` (carrier reporting)", e2e_delivered, "delivered")]:
     if r:
-        l = r["accepted_to_shipped_ms"]
+        l = r[f"accepted_to_{end}_ms"]
         md.append(f"| {label} | {r['orders']} | {r['per_second']:.1f} | {l['p50']:.1f} / {l['p99']:.1f} | "
                   f"{r['history_events']} | {r['workflow_tasks']} |")
-md += ["", "History events and workflow tasks are counted up to `shipped` (ours then waits for the carrier).", ""]
+md += ["", "History events and workflow tasks are counted up to `shipped` (ours then waits for the carrier), "
+       "except on the whole lifecycle's row: there the simulated carrier reports pickup 2 s after booking and "
+       "delivery 5 s later, and they count the whole history; its latency includes those 7 s.", ""]
 def start_table(title, runs):
     out = [title, "", "| concurrency | POST /orders per s | p50 / p99 / p99.9 ms | bare start per s | p50 / p99 / p99.9 ms |",
            "|---|---|---|---|---|"]
@@ -292,7 +301,7 @@ if soak and soak.get("samples"):
     grown = sum(last["pg_tables_mib"].values()) - sum(first["pg_tables_mib"].values())
     posted = sum(x["posted"] for x in samples[1:])
     md += ["## Soak", "",
-           f"{soak['orders']:,} orders at {soak['rate_per_second']}/s (half the end-to-end rate) for "
+           f"{soak['orders']:,} orders at {soak['rate_per_second']}/s (half the whole lifecycle's end-to-end rate) for "
            f"{soak['seconds'] / 60:.0f} minutes, the simulated carrier delivering (in transit after 2 s, delivered "
            f"5 s later); a sample every {soak['sample_seconds']:.0f} s. Ends: "
            + ", ".join(f"{k} {v:,}" for k, v in sorted(soak["ends"].items()))
