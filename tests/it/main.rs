@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod parties;
 mod races;
+mod schema;
 mod support;
 mod users;
 mod webhooks;
