@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -63,7 +65,6 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
     let unit_prices: Vec<Decimal> = order.lines.iter().map(|l| l.unit_price).collect();
     let line_totals: Vec<Decimal> = order.lines.iter().map(|l| l.line_total).collect();
     let pending = OrderStatus::Pending.as_str();
-    let payload = event_payload(order.id, pending, Some(ACCEPTED));
     // ON CONFLICT waits for a concurrent insert with the same key to commit, so
     // concurrent duplicates see each other and exactly one order is created; the
     // lines and the event are written only with the order (FROM o). Parameters
@@ -83,34 +84,28 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
         outbox_and_wake!(),
         " SELECT o.created_at, e.id FROM o JOIN e ON true LEFT JOIN woken ON true"
     );
-    let inserted: Option<(DateTime<Utc>, i64)> = sqlx::query_as(SQL)
-        .bind(order.id.0)
-        .bind(pending)
-        .bind(pending)
-        .bind(ACCEPTED)
-        .bind(format!("order.{pending}"))
-        .bind(Json(&payload))
-        .bind(EVENTS_CHANNEL)
-        .bind(&o.customer_id)
-        .bind(order.totals.subtotal)
-        .bind(order.totals.tax)
-        .bind(order.totals.shipping)
-        .bind(order.totals.total)
-        .bind(Json(&o.shipping_address))
-        .bind(Json(&o.billing_address))
-        .bind(o.payment_method.as_str())
-        .bind(&o.payment_token)
-        .bind(&o.notes)
-        .bind(&key)
-        .bind(&hash)
-        .bind(order.id.workflow_id())
-        .bind(&skus)
-        .bind(&names)
-        .bind(&quantities)
-        .bind(&unit_prices)
-        .bind(&line_totals)
-        .fetch_optional(pool)
-        .await?;
+    let inserted: Option<(DateTime<Utc>, i64)> =
+        bind_event(sqlx::query_as(SQL), order.id, pending, pending, Some(ACCEPTED))
+            .bind(&o.customer_id)
+            .bind(order.totals.subtotal)
+            .bind(order.totals.tax)
+            .bind(order.totals.shipping)
+            .bind(order.totals.total)
+            .bind(Json(&o.shipping_address))
+            .bind(Json(&o.billing_address))
+            .bind(o.payment_method.as_str())
+            .bind(&o.payment_token)
+            .bind(&o.notes)
+            .bind(&key)
+            .bind(&hash)
+            .bind(order.id.workflow_id())
+            .bind(&skus)
+            .bind(&names)
+            .bind(&quantities)
+            .bind(&unit_prices)
+            .bind(&line_totals)
+            .fetch_optional(pool)
+            .await?;
     if let Some((created_at, first_event_id)) = inserted {
         return Ok(Recorded::Created { created_at, first_event_id });
     }
@@ -189,29 +184,39 @@ pub async fn record_event(
     // One round trip: the event, its notification in the outbox, and a wake-up
     // for live-event subscribers on every API replica (delivered at commit) —
     // the last two only when the event is new.
-    let payload = event_payload(id, status, detail);
     const SQL: &str = concat!(
         "WITH e AS (INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
                     ON CONFLICT DO NOTHING RETURNING id), ",
         outbox_and_wake!(),
         " SELECT e.id FROM e LEFT JOIN woken ON true"
     );
-    let added: Option<(i64,)> = sqlx::query_as(SQL)
-        .bind(id.0)
-        .bind(status)
-        .bind(key)
-        .bind(detail)
-        .bind(format!("order.{status}"))
-        .bind(Json(&payload))
-        .bind(EVENTS_CHANNEL)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let added: Option<(i64,)> =
+        bind_event(sqlx::query_as(SQL), id, status, key, detail).fetch_optional(&mut *conn).await?;
     Ok(added.map(|(event_id,)| event_id))
 }
 
 /// What a notification of an event carries.
 fn event_payload(id: OrderId, status: &str, detail: Option<&str>) -> serde_json::Value {
     serde_json::json!({"order_id": id, "status": status, "detail": detail})
+}
+
+/// Binds parameters $1-$7 of a statement that records a timeline event with
+/// `outbox_and_wake!`: order, status, event key, detail, kind, payload, channel.
+fn bind_event<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    id: OrderId,
+    status: &'q str,
+    key: &'q str,
+    detail: Option<&'q str>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(id.0)
+        .bind(status)
+        .bind(key)
+        .bind(detail)
+        .bind(format!("order.{status}"))
+        .bind(Json(event_payload(id, status, detail)))
+        .bind(EVENTS_CHANNEL)
 }
 
 /// Records when the review deadline of an order held for review falls.
@@ -248,14 +253,7 @@ pub async fn transition(
         outbox_and_wake!(),
         " SELECT count(*) FROM u LEFT JOIN woken ON true"
     );
-    let (moved,): (i64,) = sqlx::query_as(SQL)
-        .bind(id.0)
-        .bind(status)
-        .bind(status.as_str())
-        .bind(detail)
-        .bind(format!("order.{}", status.as_str()))
-        .bind(Json(&event_payload(id, status.as_str(), detail)))
-        .bind(EVENTS_CHANNEL)
+    let (moved,): (i64,) = bind_event(sqlx::query_as(SQL), id, status.as_str(), status.as_str(), detail)
         .bind(reason)
         .bind(OrderStatus::reachable_from(status))
         .fetch_one(&mut *conn)
