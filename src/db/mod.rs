@@ -65,10 +65,29 @@ pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     pool_for(&settings.database_url, settings.db_max_connections)
 }
 
+/// A pooled connection idle for longer than this is pinged before it is lent
+/// out; one used more recently is not (see `pool_for`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 pub fn pool_for(database_url: &Secret, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it lends out (a round trip, and a wake-up
+        // of the backend) and again when it comes back. The ping on return stays:
+        // it closes a connection a failed or abandoned query left broken. The ping
+        // before lending is kept for connections idle for a while, the ones a
+        // Postgres restart leaves dead: a busy connection died with the server in
+        // the middle of a query, failed it and was closed on return.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy(database_url.expose())
 }
 
