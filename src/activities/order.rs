@@ -240,12 +240,14 @@ impl OrderActivities {
         &self,
         ctx: &ActivityContext,
         id: OrderId,
-        order: orders::Fulfilment,
+        order: payments::ChargeOrder,
+        counted: Calls,
     ) -> Result<(Locked, orders::Locked, ChargeResult, bool), ActivityError> {
-        // Counted before the call, so that a call whose answer was lost counts as
-        // made (the refund then asks the gateway); and before the lock, so that no
-        // attempt holds two connections. The bound is on the party's failures.
-        let Calls { calls: call, failures } = party_calls::count(&self.pool, id, Step::Charge).await?;
+        // `counted` was counted before the call, so that a call whose answer was
+        // lost counts as made (the refund then asks the gateway); and before the
+        // lock, so that no attempt holds two connections. The bound is on the
+        // party's failures.
+        let Calls { calls: call, failures } = counted;
         if failures >= GATEWAY_CALLS {
             return Err(permanent(PAYMENT_FAILED, format!("no answer from the gateway in {GATEWAY_CALLS} calls")));
         }
@@ -288,9 +290,13 @@ impl OrderActivities {
 
     /// The carrier call of an order with no recorded booking, under the order's
     /// row lock. Returns the lock's transaction (the caller records the booking in it).
-    async fn book_under_lock(&self, id: OrderId) -> Result<(Locked, shipments::Shipment), ActivityError> {
+    async fn book_under_lock(
+        &self,
+        id: OrderId,
+        counted: Calls,
+    ) -> Result<(Locked, shipments::Shipment), ActivityError> {
         // As with the charge: counted before the call, bounded by the carrier's failures.
-        let Calls { failures, .. } = party_calls::count(&self.pool, id, Step::BookShipment).await?;
+        let Calls { failures, .. } = counted;
         if failures >= CARRIER_CALLS {
             return Err(permanent(SHIPMENT_REJECTED, format!("no answer from the carrier in {CARRIER_CALLS} calls")));
         }
@@ -375,14 +381,15 @@ impl OrderActivities {
     #[activity(name = "ChargePayment")]
     #[tracing::instrument(name = "ChargePayment", skip_all, fields(order_id = %id, activity = "ChargePayment"))]
     pub async fn charge_payment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Charge, ActivityError> {
-        let order = orders::fulfilment(&self.pool, id).await?.ok_or_else(|| missing(id))?;
+        let start = payments::begin_charge(&self.pool, id).await?.ok_or_else(|| missing(id))?;
+        let order = start.order;
         if order.total <= Decimal::ZERO {
             let mut tx = self.pool.begin().await?;
             orders::transition(&mut tx, id, OrderStatus::Paid, None, Some("nothing to charge")).await?;
             tx.commit().await?;
             return Ok(Charge::Captured { reference: "none".into() });
         }
-        let Some(payment) = payments::begin(&self.pool, id, payments::Kind::Charge, order.total).await? else {
+        let Some(payment) = start.payment else {
             tracing::info!("charge refused: the order was stopped before it");
             return Err(permanent(PAYMENT_FAILED, "the order is being stopped: no charge was made".into()));
         };
@@ -392,7 +399,15 @@ impl OrderActivities {
                 let (tx, locked) = lock(&self.pool, id).await?;
                 (tx, locked, result, true)
             }
-            None => self.charge_under_lock(&ctx, id, order).await?,
+            None => {
+                // Counted with the row while it is pending; a row with no answer
+                // in any other state (none is written) would be counted here.
+                let counted = match start.calls {
+                    Some(counted) => counted,
+                    None => party_calls::count(&self.pool, id, Step::Charge).await?,
+                };
+                self.charge_under_lock(&ctx, id, order, counted).await?
+            }
         };
         match result {
             ChargeResult::Captured { reference } => {
@@ -489,10 +504,10 @@ impl OrderActivities {
     #[activity(name = "BookShipment")]
     #[tracing::instrument(name = "BookShipment", skip_all, fields(order_id = %id, activity = "BookShipment"))]
     pub async fn book_shipment(self: Arc<Self>, ctx: ActivityContext, id: OrderId) -> Result<Shipped, ActivityError> {
-        let (mut tx, booking) = match shipments::find(&self.pool, id).await? {
+        let (mut tx, booking) = match shipments::begin_booking(&self.pool, id).await? {
             // An earlier attempt booked; only the records may be missing.
-            Some(booking) => (lock(&self.pool, id).await?.0, booking),
-            None => self.book_under_lock(id).await?,
+            shipments::Booking::Booked(booking) => (lock(&self.pool, id).await?.0, booking),
+            shipments::Booking::Counted(calls) => self.book_under_lock(id, calls).await?,
         };
         shipments::insert(&mut tx, id, &booking).await?;
         let detail = format!("shipment booked with {}, tracking {}", booking.carrier, booking.tracking_number);

@@ -349,24 +349,6 @@ pub async fn unstarted(pool: &PgPool, min_age_secs: f64, limit: i64) -> Result<V
     Ok(rows.into_iter().map(|(id, c)| (OrderId(id), c)).collect())
 }
 
-/// The amounts and party data the charge and shipment steps need.
-#[derive(Clone, sqlx::FromRow)]
-pub struct Fulfilment {
-    pub total: Decimal,
-    pub currency: String,
-    pub payment_method: String,
-    pub payment_token: String,
-    pub shipping_address: Json<Address>,
-}
-
-#[tracing::instrument(name = "db.orders.fulfilment", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn fulfilment<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Option<Fulfilment>, sqlx::Error> {
-    sqlx::query_as("SELECT total, currency, payment_method, payment_token, shipping_address FROM orders WHERE id = $1")
-        .bind(id.0)
-        .fetch_optional(conn)
-        .await
-}
-
 // ---- the view returned by GET /orders/{id} ----
 
 #[derive(Debug, Serialize, ToSchema)]

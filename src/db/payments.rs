@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
 
+use super::party_calls::{self, Calls, Step};
 use super::text_enum;
 use crate::domain::OrderId;
 
@@ -108,6 +109,116 @@ pub async fn begin(pool: &PgPool, id: OrderId, kind: Kind, amount: Decimal) -> R
         // a fresh read tells.
         None => find(pool, id, kind).await,
     }
+}
+
+/// What a charge attempt needs of the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeOrder {
+    pub total: Decimal,
+    pub currency: String,
+    pub payment_method: String,
+    pub payment_token: String,
+}
+
+/// Where a charge attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeStart {
+    pub order: ChargeOrder,
+    /// The charge as `begin` would return it: `None` when the order owes nothing
+    /// (no row is recorded then) or its compensation has begun.
+    pub payment: Option<Payment>,
+    /// While the charge is `pending`: this attempt's call to the gateway, counted
+    /// (as `party_calls::count` does), with the calls and failures so far.
+    pub calls: Option<Calls>,
+}
+
+/// The order's charge details, the charge recorded as intended (as `begin` does,
+/// for the order's total) and, while it is pending, this attempt's call counted:
+/// one round trip and one commit instead of a read, an insert and an upsert.
+/// `None` when the order does not exist.
+#[tracing::instrument(name = "db.payments.begin_charge", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn begin_charge(pool: &PgPool, id: OrderId) -> Result<Option<ChargeStart>, sqlx::Error> {
+    type Row = (
+        Decimal,
+        String,
+        String,
+        String,
+        bool,
+        Option<Status>,
+        Option<Decimal>,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+        Option<i32>,
+    );
+    let key = Kind::Charge.key(id);
+    // As in `begin`: the row inserted, or else the one an earlier attempt did.
+    let row: Option<Row> = sqlx::query_as(
+        "WITH o AS (SELECT total, currency, payment_method, payment_token, stopped_at IS NULL AS open \
+                      FROM orders WHERE id = $1), \
+              ins AS (INSERT INTO payments (order_id, kind, idempotency_key, amount, status) \
+                      SELECT $1, $2, $3, total, $4 FROM o WHERE open AND total > 0 \
+                      ON CONFLICT (idempotency_key) DO NOTHING \
+                      RETURNING status, amount, provider_reference, decline_reason), \
+              p AS (SELECT * FROM ins \
+                    UNION ALL \
+                    SELECT status, amount, provider_reference, decline_reason FROM payments \
+                     WHERE idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM ins)), \
+              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $5, 1 FROM p WHERE p.status = $4 \
+                    ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 \
+                    RETURNING calls, failures) \
+         SELECT o.total, o.currency, o.payment_method, o.payment_token, o.open, \
+                p.status, p.amount, p.provider_reference, p.decline_reason, c.calls, c.failures \
+           FROM o LEFT JOIN p ON true LEFT JOIN c ON true",
+    )
+    .bind(id.0)
+    .bind(Kind::Charge)
+    .bind(&key)
+    .bind(Status::Pending)
+    .bind(Step::Charge)
+    .fetch_optional(pool)
+    .await?;
+    let Some((
+        total,
+        currency,
+        payment_method,
+        payment_token,
+        open,
+        status,
+        amount,
+        reference,
+        reason,
+        calls,
+        failures,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let order = ChargeOrder { total, currency, payment_method, payment_token };
+    let payment = match (status, amount) {
+        (Some(status), Some(amount)) => {
+            Some(Payment { status, amount, provider_reference: reference, decline_reason: reason })
+        }
+        (None, None) => None,
+        other => return Err(sqlx::Error::Decode(format!("a charge row that cannot be: {other:?}").into())),
+    };
+    let calls = match (calls, failures) {
+        (Some(calls), Some(failures)) => Some(Calls { calls, failures }),
+        (None, None) => None,
+        other => return Err(sqlx::Error::Decode(format!("a call count that cannot be: {other:?}").into())),
+    };
+    if payment.is_some() || !open || total <= Decimal::ZERO {
+        return Ok(Some(ChargeStart { order, payment, calls }));
+    }
+    // The order is open and owes money, yet there is no row: a concurrent attempt
+    // inserted it after this statement's snapshot was taken (our insert waited for
+    // it and did nothing). A fresh read tells, and the call is counted on its own.
+    let payment = find(pool, id, Kind::Charge).await?;
+    let calls = match &payment {
+        Some(p) if p.status == Status::Pending => Some(party_calls::count(pool, id, Step::Charge).await?),
+        _ => None,
+    };
+    Ok(Some(ChargeStart { order, payment, calls }))
 }
 
 #[tracing::instrument(name = "db.payments.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

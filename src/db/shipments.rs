@@ -3,6 +3,7 @@
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
+use super::party_calls::{Calls, Step};
 use crate::domain::{Address, OrderId};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -17,6 +18,41 @@ pub async fn find<'c>(conn: impl sqlx::PgExecutor<'c>, id: OrderId) -> Result<Op
         .bind(id.0)
         .fetch_optional(conn)
         .await
+}
+
+/// Where a booking attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Booking {
+    /// An earlier attempt booked it (only its records may be missing).
+    Booked(Shipment),
+    /// Not booked: this attempt's call to the carrier is counted (before the call,
+    /// as `party_calls::count` does), with the calls and failures so far.
+    Counted(Calls),
+}
+
+/// The booking an earlier attempt made or else this attempt's call counted: one
+/// round trip instead of a read and an upsert.
+#[tracing::instrument(name = "db.shipments.begin_booking", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn begin_booking(pool: &PgPool, id: OrderId) -> Result<Booking, sqlx::Error> {
+    type Row = (Option<String>, Option<String>, Option<i32>, Option<i32>);
+    let row: Row = sqlx::query_as(
+        "WITH s AS (SELECT carrier, tracking_number FROM shipments WHERE order_id = $1), \
+              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM s) \
+                    ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 \
+                    RETURNING calls, failures) \
+         SELECT s.carrier, s.tracking_number, c.calls, c.failures FROM (VALUES (1)) AS one LEFT JOIN s ON true LEFT JOIN c ON true",
+    )
+    .bind(id.0)
+    .bind(Step::BookShipment)
+    .fetch_one(pool)
+    .await?;
+    match row {
+        (Some(carrier), Some(tracking_number), None, None) => {
+            Ok(Booking::Booked(Shipment { carrier, tracking_number }))
+        }
+        (None, None, Some(calls), Some(failures)) => Ok(Booking::Counted(Calls { calls, failures })),
+        other => Err(sqlx::Error::Decode(format!("a booking start row that cannot be: {other:?}").into())),
+    }
 }
 
 #[tracing::instrument(name = "db.shipments.insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

@@ -334,34 +334,56 @@ async fn no_step_acts_on_an_order_whose_compensation_has_begun() {
 
 /// Two attempts recording the same charge at once: the one whose insert waited
 /// for the other's still gets the row (its own statement's snapshot predates
-/// that insert), not "no row", which would read as a stopped order.
+/// that insert), not "no row", which would read as a stopped order; and the
+/// charge step's start (`begin_charge`) still counts its call.
 #[tokio::test]
 async fn a_charge_recorded_by_a_concurrent_attempt_is_found() {
     use orders::db::payments::{self, Kind, Status};
     let app = spawn_app().await;
-    let (_, oid) = order(&app, &widgets(1)).await;
-    let total: rust_decimal::Decimal =
-        sqlx::query_scalar("SELECT total FROM orders WHERE id = $1").bind(oid.0).fetch_one(&app.pool).await.unwrap();
+    let begin = |pool: sqlx::PgPool, oid: OrderId, total| async move {
+        payments::begin(&pool, oid, Kind::Charge, total).await.unwrap().map(|p| (p, None))
+    };
+    recorded_by_a_concurrent_attempt(&app, begin).await;
+    let begin_charge = |pool: sqlx::PgPool, oid: OrderId, _| async move {
+        payments::begin_charge(&pool, oid).await.unwrap().and_then(|s| Some((s.payment?, s.calls)))
+    };
+    let calls = recorded_by_a_concurrent_attempt(&app, begin_charge).await;
+    let calls = calls.expect("the call counted");
+    assert_eq!((calls.calls, calls.failures), (1, 0));
 
-    // The other attempt's insert, not yet committed.
-    let mut other = app.pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO payments (order_id, kind, idempotency_key, amount, status) VALUES ($1, 'charge', $2, $3, 'pending')")
-        .bind(oid.0)
-        .bind(Kind::Charge.key(oid))
-        .bind(total)
-        .execute(&mut *other)
-        .await
-        .unwrap();
-    let pool = app.pool.clone();
-    let this = tokio::spawn(async move { payments::begin(&pool, oid, Kind::Charge, total).await });
-    // Until this attempt's insert waits on the other's row.
-    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'";
-    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&app.pool).await.unwrap() == 0 {
-        assert!(!this.is_finished(), "begin did not wait for the concurrent insert");
-        tokio::task::yield_now().await;
+    async fn recorded_by_a_concurrent_attempt<F, Fut>(app: &TestApp, begin: F) -> Option<orders::db::party_calls::Calls>
+    where
+        F: FnOnce(sqlx::PgPool, OrderId, rust_decimal::Decimal) -> Fut,
+        Fut: std::future::Future<Output = Option<(payments::Payment, Option<orders::db::party_calls::Calls>)>>
+            + Send
+            + 'static,
+    {
+        let (_, oid) = order(app, &widgets(1)).await;
+        let total: rust_decimal::Decimal = sqlx::query_scalar("SELECT total FROM orders WHERE id = $1")
+            .bind(oid.0)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        // The other attempt's insert, not yet committed.
+        let mut other = app.pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO payments (order_id, kind, idempotency_key, amount, status) VALUES ($1, 'charge', $2, $3, 'pending')")
+            .bind(oid.0)
+            .bind(Kind::Charge.key(oid))
+            .bind(total)
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let this = tokio::spawn(begin(app.pool.clone(), oid, total));
+        // Until this attempt's insert waits on the other's row.
+        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'";
+        while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&app.pool).await.unwrap() == 0 {
+            assert!(!this.is_finished(), "begin did not wait for the concurrent insert");
+            tokio::task::yield_now().await;
+        }
+        other.commit().await.unwrap();
+
+        let (payment, calls) = this.await.unwrap().expect("the concurrent attempt's row");
+        assert_eq!((payment.status, payment.amount), (Status::Pending, total));
+        calls
     }
-    other.commit().await.unwrap();
-
-    let payment = this.await.unwrap().unwrap().expect("the concurrent attempt's row");
-    assert_eq!((payment.status, payment.amount), (Status::Pending, total));
 }
