@@ -141,9 +141,11 @@ impl SimulatedCarrierEvents {
                         if moved && status.is_terminal() {
                             metrics.finished(status);
                         }
-                        let ev = ShipmentEvent { event, at, detail: Some(detail.into()) };
-                        if let Err(e) = tell_decided(&client, &pool, id, seq, Some(Decision::Carrier(ev))).await {
-                            tracing::warn!(order_id = %id, error = %e, "simulated carrier: report recorded, not signalled");
+                        if let Some(seq) = seq {
+                            let ev = ShipmentEvent { event, at, detail: Some(detail.into()) };
+                            if let Err(e) = tell_decided(&client, &pool, id, seq, Some(Decision::Carrier(ev))).await {
+                                tracing::warn!(order_id = %id, error = %e, "simulated carrier: report recorded, not signalled");
+                            }
                         }
                     }
                     // Reported first by someone else (the real carrier, an admin).

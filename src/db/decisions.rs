@@ -210,7 +210,11 @@ pub async fn review(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarrierReport {
     /// Recorded now; the order is in `status` (moved, or unchanged for an exception).
-    Recorded { seq: i64, status: OrderStatus, moved: bool },
+    /// `seq` is the decision to tell the workflow (`tell_decided`), when the report
+    /// ended the order (delivery): a pickup or an exception changes nothing the
+    /// workflow does, so it is not woken for them (a signal, a workflow task and a
+    /// read of the records each); the read model shows them at once.
+    Recorded { seq: Option<i64>, status: OrderStatus, moved: bool },
     /// A duplicate, or late (the order is past it): accepted, nothing changes.
     Unchanged(OrderStatus),
     /// The order was cancelled or failed before this report: the carrier should know.
@@ -275,7 +279,8 @@ pub async fn carrier_report(
             (to, true)
         }
     };
-    let seq = count_decision(&mut tx, id).await?;
+    // Only a report that ends the order is news to its workflow (`as_followed`).
+    let seq = if status.is_terminal() { Some(count_decision(&mut tx, id).await?) } else { None };
     tx.commit().await?;
     Ok(CarrierReport::Recorded { seq, status, moved })
 }

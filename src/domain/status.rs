@@ -128,6 +128,16 @@ impl OrderStatus {
         self.next().is_empty()
     }
 
+    /// The status as the order's workflow knows it. A carrier's report wakes the
+    /// workflow only when it ends the order: a pickup changes nothing the workflow
+    /// does, so to the workflow an order `in_transit` is still `shipped`.
+    pub fn as_followed(self) -> OrderStatus {
+        match self {
+            InTransit => Shipped,
+            other => other,
+        }
+    }
+
     pub fn admits(self, action: Action) -> bool {
         self.row().admits.contains(&action)
     }

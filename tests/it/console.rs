@@ -13,13 +13,6 @@ use crate::support::*;
 const REVIEW_FROM_100: (&str, &str) = ("ORDERS_REVIEW_THRESHOLD", "100.00");
 const UI: (&str, &str) = ("ORDERS_TEMPORAL_UI_URL", "http://temporal-ui.example:8233/");
 
-impl TestApp {
-    async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let resp = self.http.get(format!("{}{path}", self.address)).bearer_auth(token).send().await.expect("sent");
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-}
-
 fn gadgets(n: u32) -> Value {
     order_body(json!([{"sku": GADGET.0, "quantity": n}]))
 }

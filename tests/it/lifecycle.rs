@@ -362,6 +362,10 @@ async fn carrier_events_drive_the_order_to_delivered_and_late_ones_change_nothin
     assert_eq!(app.carrier_event(&id, "in_transit", "2026-11-25T10:00:00Z").await.0, StatusCode::ACCEPTED);
     let order = app.wait_for_status(&token, &id, "in_transit").await;
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 0), "the carrier has it: stock consumed");
+    // The workflow is not told of the pickup, and that is no disagreement.
+    let (_, view) = app.get_json(&app.token("ops", Role::Admin), &format!("/orders/{id}/workflow")).await;
+    assert_eq!((&view["live"]["status"], &view["live"]["step"]), (&json!("shipped"), &json!("following_carrier")));
+    assert_eq!(view["consistency"], "agrees", "{view:#}");
     // Once the carrier has it, it cannot be cancelled.
     let (status, problem) = app.cancel(&token, &id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
@@ -373,6 +377,17 @@ async fn carrier_events_drive_the_order_to_delivered_and_late_ones_change_nothin
     let order = app.wait_for_status(&token, &id, "delivered").await;
     let (status, _) = app.carrier_event(&id, "in_transit", "2026-11-25T13:00:00Z").await;
     assert_eq!(status, StatusCode::ACCEPTED, "late events are accepted");
+
+    // Only the delivery woke the workflow: the pickup and the exception change
+    // nothing it does, so they are the read model's alone.
+    let client = orders::temporal::connect(&app.settings, "test").await.unwrap();
+    let handle = client.get_workflow_handle::<OrderWorkflow>(format!("order-{id}"));
+    assert_eq!(handle.get_result(Default::default()).await.unwrap().status, OrderStatus::Delivered);
+    let json = handle.fetch_history(Default::default()).to_json().await.unwrap();
+    let history: Value = serde_json::from_slice(&json).unwrap();
+    const SIGNALED: i64 = 26; // temporal.api.enums.v1.EventType
+    let signals = history["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == SIGNALED).count();
+    assert_eq!(signals, 1, "one `decided` signal, for the delivery");
 
     let order_now: Value = app.get_order(&token, &id).await.json().await.unwrap();
     assert_eq!(order_now["status"], "delivered");

@@ -195,6 +195,12 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// GET `path` as `token`: the status and the JSON body (null when there is none).
+    pub async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self.http.get(format!("{}{path}", self.address)).bearer_auth(token).send().await.expect("sent");
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get_order(&self, token: &str, id: &str) -> Response {
         self.http.get(format!("{}/orders/{id}", self.address)).bearer_auth(token).send().await.expect("request sent")
     }

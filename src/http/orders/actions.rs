@@ -317,8 +317,10 @@ pub async fn shipment_event(
             if moved && status.is_terminal() {
                 state.metrics.orders_finished.with_label_values(&[status.as_str()]).inc();
             }
-            let signal = workflows::Decision::Carrier(ShipmentEvent { event, at, detail });
-            tell(&state, id, seq, Some(signal)).await;
+            if let Some(seq) = seq {
+                let signal = workflows::Decision::Carrier(ShipmentEvent { event, at, detail });
+                tell(&state, id, seq, Some(signal)).await;
+            }
         }
         CarrierReport::Unchanged(_) => {}
         CarrierReport::Stopped(stop) => return Err(stopped_first(stop, "this report")),

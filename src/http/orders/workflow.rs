@@ -41,7 +41,8 @@ pub struct WorkflowView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
-    /// Both say the same.
+    /// Both say the same (an order `in_transit` and a workflow at `shipped` do:
+    /// the workflow is not told of a pickup).
     Agrees,
     /// Postgres recorded a change the running workflow has not followed yet
     /// (it does within a workflow task; ask again).
@@ -53,7 +54,7 @@ pub enum Consistency {
 
 impl Consistency {
     fn of(read_model: OrderStatus, live: &LiveState) -> Consistency {
-        if read_model == live.status {
+        if read_model.as_followed() == live.status.as_followed() {
             Consistency::Agrees
         } else if live.step == Step::Closed {
             Consistency::Disagrees
