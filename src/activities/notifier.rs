@@ -1,4 +1,4 @@
-//! Delivering the outbox: storefront webhooks (HMAC-signed) and customer email.
+//! Delivering the timeline's events: storefront webhooks (HMAC-signed) and customer email.
 //!
 //! Webhook request, per the Standard Webhooks specification
 //! (<https://www.standardwebhooks.com>), so receivers built on its libraries
@@ -36,9 +36,10 @@ impl Channel {
     }
 }
 
-/// One outbox row, as delivered.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// One timeline event, as delivered.
+#[derive(Debug, Clone, Serialize)]
 pub struct Notification {
+    /// The event id.
     pub id: i64,
     #[serde(rename = "type")]
     pub kind: String,

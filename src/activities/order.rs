@@ -596,7 +596,7 @@ impl OrderActivities {
         Ok(moved)
     }
 
-    /// Records a carrier exception on the timeline (and so in the outbox), once
+    /// Records a carrier exception on the timeline (and so as a notification), once
     /// per event time. Workflows started before carrier reports were recorded by
     /// the API only.
     #[activity(name = "RecordCarrierException")]
@@ -652,7 +652,7 @@ impl OrderActivities {
     /// returns how many went out. A failure is recorded and retried with backoff
     /// (the whole batch again: delivered ones are skipped, so none goes twice).
     /// A channel this worker does not have is answered as such, once per order:
-    /// the workflow then stops asking (no outbox read, no marker per change).
+    /// the workflow then stops asking (no read of the timeline, no marker per change).
     #[activity(name = "DeliverNotifications")]
     #[tracing::instrument(name = "DeliverNotifications", skip_all, fields(order_id = %d.order_id, channel = d.channel.as_str(), activity = "DeliverNotifications"))]
     pub async fn deliver_notifications(

@@ -28,14 +28,12 @@ pub const OTHER_EVENTS: [&str; 4] = [EXCEPTION, ADDRESS_CHANGED, REFUND_REFUSED,
 /// The LISTEN/NOTIFY channel announcing new timeline events; the payload is the order id.
 pub const EVENTS_CHANNEL: &str = "order_events";
 
-/// The outbox row and the live-event wake-up of the event CTE `e` (written only
-/// when `e` is new), as a literal for `concat!`. Parameters: $1 order, $3 event
-/// key, $5 kind, $6 payload, $7 channel.
-macro_rules! outbox_and_wake {
+/// The live-event wake-up of the event CTE `e` (only when `e` is new), as a
+/// literal for `concat!`. Parameters: $1 order, $5 channel. (The event is also
+/// the notification: `db::notifications` reads the timeline.)
+macro_rules! wake {
     () => {
-        "n AS (INSERT INTO notifications (order_id, kind, event_key, payload) \
-               SELECT $1, $5, $3, $6 FROM e ON CONFLICT DO NOTHING), \
-         woken AS (SELECT pg_notify($7, $1::text) FROM e)"
+        "woken AS (SELECT pg_notify($5, $1::text) FROM e)"
     };
 }
 
@@ -68,20 +66,20 @@ pub async fn insert(pool: &PgPool, order: &PricedOrder) -> Result<Recorded, sqlx
     // ON CONFLICT waits for a concurrent insert with the same key to commit, so
     // concurrent duplicates see each other and exactly one order is created; the
     // lines and the event are written only with the order (FROM o). Parameters
-    // $1-$7 are the event's, as in `record_event`.
+    // $1-$5 are the event's, as in `record_event`.
     const SQL: &str = concat!(
         "WITH o AS (INSERT INTO orders (id, customer_id, status, subtotal, tax, shipping, total, shipping_address, \
                       billing_address, payment_method, payment_token, notes, idempotency_key, request_hash, workflow_id) \
-                    VALUES ($1, $8, $2, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                    VALUES ($1, $6, $2, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                     ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL \
                     DO NOTHING RETURNING created_at), \
               i AS (INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total) \
                     SELECT $1, (l.n - 1)::smallint, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
-                      FROM o, unnest($21::text[], $22::text[], $23::int[], $24::numeric[], $25::numeric[]) \
+                      FROM o, unnest($19::text[], $20::text[], $21::int[], $22::numeric[], $23::numeric[]) \
                            WITH ORDINALITY AS l(sku, name, quantity, unit_price, line_total, n)), \
               e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM o \
                     ON CONFLICT DO NOTHING RETURNING id), ",
-        outbox_and_wake!(),
+        wake!(),
         " SELECT o.created_at, e.id FROM o JOIN e ON true LEFT JOIN woken ON true"
     );
     let inserted: Option<(DateTime<Utc>, i64)> =
@@ -171,8 +169,8 @@ pub async fn by_idempotency_key<'c>(
     Ok(row.map(|(id, request_hash)| (OrderId(id), request_hash)))
 }
 
-/// Appends a timeline event and, in the same transaction, its notification to
-/// the outbox: one notification per event, written once whatever retries.
+/// Appends a timeline event (which is also its notification, `db::notifications`),
+/// written once whatever retries.
 #[tracing::instrument(name = "db.orders.record_event", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn record_event(
     conn: &mut PgConnection,
@@ -181,13 +179,12 @@ pub async fn record_event(
     key: &str,
     detail: Option<&str>,
 ) -> Result<Option<i64>, sqlx::Error> {
-    // One round trip: the event, its notification in the outbox, and a wake-up
-    // for live-event subscribers on every API replica (delivered at commit) —
-    // the last two only when the event is new.
+    // One round trip: the event and, only when it is new, a wake-up for
+    // live-event subscribers on every API replica (delivered at commit).
     const SQL: &str = concat!(
         "WITH e AS (INSERT INTO order_events (order_id, status, key, detail) VALUES ($1, $2, $3, $4) \
                     ON CONFLICT DO NOTHING RETURNING id), ",
-        outbox_and_wake!(),
+        wake!(),
         " SELECT e.id FROM e LEFT JOIN woken ON true"
     );
     let added: Option<(i64,)> =
@@ -195,13 +192,8 @@ pub async fn record_event(
     Ok(added.map(|(event_id,)| event_id))
 }
 
-/// What a notification of an event carries.
-fn event_payload(id: OrderId, status: &str, detail: Option<&str>) -> serde_json::Value {
-    serde_json::json!({"order_id": id, "status": status, "detail": detail})
-}
-
-/// Binds parameters $1-$7 of a statement that records a timeline event with
-/// `outbox_and_wake!`: order, status, event key, detail, kind, payload, channel.
+/// Binds parameters $1-$5 of a statement that records a timeline event with
+/// `wake!`: order, status, event key, detail, channel.
 fn bind_event<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
     id: OrderId,
@@ -209,14 +201,7 @@ fn bind_event<'q, O>(
     key: &'q str,
     detail: Option<&'q str>,
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
-    query
-        .bind(id.0)
-        .bind(status)
-        .bind(key)
-        .bind(detail)
-        .bind(format!("order.{status}"))
-        .bind(Json(event_payload(id, status, detail)))
-        .bind(EVENTS_CHANNEL)
+    query.bind(id.0).bind(status).bind(key).bind(detail).bind(EVENTS_CHANNEL)
 }
 
 /// Records when the review deadline of an order held for review falls.
@@ -241,16 +226,16 @@ pub async fn transition(
 ) -> Result<bool, sqlx::Error> {
     // A fence without a reason was set by a workflow started before stops were
     // recorded with one; it still admits its own end, failed or cancelled.
-    // One round trip: the move, and only if it happened its timeline event,
-    // outbox row and wake-up (parameters $1-$7 as in `record_event`).
+    // One round trip: the move, and only if it happened its timeline event and
+    // wake-up (parameters $1-$5 as in `record_event`).
     const SQL: &str = concat!(
-        "WITH u AS (UPDATE orders SET status = $2, reason = $8, updated_at = now() \
-                    WHERE id = $1 AND status = ANY($9) \
-                      AND (stopped_at IS NULL OR stop_reason = $8 OR (stop_reason IS NULL AND $8 IS NOT NULL)) \
+        "WITH u AS (UPDATE orders SET status = $2, reason = $6, updated_at = now() \
+                    WHERE id = $1 AND status = ANY($7) \
+                      AND (stopped_at IS NULL OR stop_reason = $6 OR (stop_reason IS NULL AND $6 IS NOT NULL)) \
                     RETURNING id), \
               e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM u \
                     ON CONFLICT DO NOTHING RETURNING id), ",
-        outbox_and_wake!(),
+        wake!(),
         " SELECT count(*) FROM u LEFT JOIN woken ON true"
     );
     let (moved,): (i64,) = bind_event(sqlx::query_as(SQL), id, status.as_str(), status.as_str(), detail)

@@ -244,10 +244,7 @@ async fn shipping_and_refunding_twice_do_each_once() {
     let b = env.run(OrderActivities::book_shipment, oid).await.unwrap();
     assert_eq!(a, b);
     assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 2, 2), "reserved until the carrier has it");
-    assert_eq!(
-        app.count("SELECT count(*) FROM notifications WHERE order_id = $1 AND kind = 'order.shipped'", &id).await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM order_events WHERE order_id = $1 AND status = 'shipped'", &id).await, 1);
 
     env.run(OrderActivities::refund_payment, oid).await.unwrap();
     env.run(OrderActivities::refund_payment, oid).await.unwrap();

@@ -53,17 +53,22 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
 
 /// Creates an empty, migrated database and returns its URL.
 pub async fn fresh_database() -> String {
+    let url = empty_database().await;
+    let pool = PgPool::connect(&url).await.expect("connect to the test database");
+    db::migrate(&pool).await.expect("migrations apply");
+    pool.close().await;
+    url
+}
+
+/// Creates an empty database (no migrations applied) and returns its URL.
+pub async fn empty_database() -> String {
     let admin_url = required_env("ORDERS_TEST_DATABASE_URL");
     let name = format!("orders_test_{}", Uuid::new_v4().simple());
     let admin = PgPool::connect(&admin_url).await.expect("connect to the test Postgres");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-    let url = format!("{base}/{name}");
-    let pool = PgPool::connect(&url).await.expect("connect to the test database");
-    db::migrate(&pool).await.expect("migrations apply");
-    pool.close().await;
-    url
+    format!("{base}/{name}")
 }
 
 /// The catalog every test starts with.
@@ -241,14 +246,15 @@ impl TestApp {
             .expect("inventory row")
     }
 
-    /// The kinds of the order's notifications, oldest first.
+    /// The types of the order's notifications (one per timeline event), oldest first.
     pub async fn notifications(&self, id: &str) -> Vec<String> {
         let id: Uuid = id.parse().expect("uuid");
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT kind FROM notifications WHERE order_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .expect("notifications");
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT 'order.' || status FROM order_events WHERE order_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .expect("notifications");
         rows.into_iter().map(|(k,)| k).collect()
     }
 

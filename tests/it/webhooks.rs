@@ -144,8 +144,8 @@ async fn every_event_is_posted_once_in_order_and_signed() {
     // channel is not configured and nothing of it is tracked.
     for (channel, rows) in [("webhook", 6), ("email", 0)] {
         let sql = format!(
-            "SELECT count(*) FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id \
-             WHERE n.order_id = $1 AND d.status = 'delivered' AND d.channel = '{channel}'"
+            "SELECT count(*) FROM event_deliveries d JOIN order_events e ON e.id = d.event_id \
+             WHERE e.order_id = $1 AND d.status = 'delivered' AND d.channel = '{channel}'"
         );
         assert_eq!(app.count(&sql, &id).await, rows, "{channel} deliveries");
     }
@@ -158,8 +158,8 @@ async fn a_storefront_that_is_down_is_retried_until_it_answers() {
     assert_eq!(received.len(), 6);
     let attempts = app
         .count(
-            "SELECT max(d.attempts)::bigint FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id \
-             WHERE n.order_id = $1 AND d.channel = 'webhook'",
+            "SELECT max(d.attempts)::bigint FROM event_deliveries d JOIN order_events e ON e.id = d.event_id \
+             WHERE e.order_id = $1 AND d.channel = 'webhook'",
             &id,
         )
         .await;
