@@ -211,8 +211,9 @@ pub async fn review(
 pub enum CarrierReport {
     /// Recorded now; the order is in `status` (moved, or unchanged for an exception).
     /// `seq` is the decision to tell the workflow (`tell_decided`), when the report
-    /// ended the order (delivery): a pickup or an exception changes nothing the
-    /// workflow does, so it is not woken for them (a signal, a workflow task and a
+    /// changes the status as the workflow knows it (`OrderStatus::as_followed`: a
+    /// delivery): a pickup or an exception changes nothing the workflow does, so
+    /// it is not woken for them (a signal, a workflow task and a
     /// read of the records each); the read model shows them at once.
     Recorded { seq: Option<i64>, status: OrderStatus, moved: bool },
     /// A duplicate, or late (the order is past it): accepted, nothing changes.
@@ -279,8 +280,10 @@ pub async fn carrier_report(
             (to, true)
         }
     };
-    // Only a report that ends the order is news to its workflow (`as_followed`).
-    let seq = if status.is_terminal() { Some(count_decision(&mut tx, id).await?) } else { None };
+    // News to the workflow only when it changes the status as the workflow knows
+    // it (`as_followed`): a delivery does, a pickup or an exception does not.
+    let news = status.as_followed() != locked.status.as_followed();
+    let seq = if news { Some(count_decision(&mut tx, id).await?) } else { None };
     tx.commit().await?;
     Ok(CarrierReport::Recorded { seq, status, moved })
 }

@@ -43,17 +43,25 @@ pub struct Calls {
     pub failures: i32,
 }
 
+/// What counting one more call does to a step's row, as a literal for `concat!`:
+/// follows `INSERT INTO party_calls (order_id, step, calls) … 1` and returns the
+/// calls and failures so far (`Calls`). `begin_charge` and `begin_booking` count
+/// in the statement that starts their step.
+macro_rules! count_one_more {
+    () => {
+        " ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 RETURNING calls, failures"
+    };
+}
+pub(crate) use count_one_more;
+
 /// Counts one more call of `step` for the order, before it is made.
 #[tracing::instrument(name = "db.party_calls.count", skip_all, fields(order_id = %id, step = step.as_str(), otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn count(pool: &PgPool, id: OrderId, step: Step) -> Result<Calls, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO party_calls (order_id, step, calls) VALUES ($1, $2, 1) \
-         ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 RETURNING calls, failures",
-    )
-    .bind(id.0)
-    .bind(step)
-    .fetch_one(pool)
-    .await
+    sqlx::query_as(concat!("INSERT INTO party_calls (order_id, step, calls) VALUES ($1, $2, 1)", count_one_more!()))
+        .bind(id.0)
+        .bind(step)
+        .fetch_one(pool)
+        .await
 }
 
 /// Takes back a call counted but not made (the fence refused it).

@@ -153,7 +153,7 @@ pub async fn begin_charge(pool: &PgPool, id: OrderId) -> Result<Option<ChargeSta
     );
     let key = Kind::Charge.key(id);
     // As in `begin`: the row inserted, or else the one an earlier attempt did.
-    let row: Option<Row> = sqlx::query_as(
+    const SQL: &str = concat!(
         "WITH o AS (SELECT total, currency, payment_method, payment_token, stopped_at IS NULL AS open \
                       FROM orders WHERE id = $1), \
               ins AS (INSERT INTO payments (order_id, kind, idempotency_key, amount, status) \
@@ -164,20 +164,21 @@ pub async fn begin_charge(pool: &PgPool, id: OrderId) -> Result<Option<ChargeSta
                     UNION ALL \
                     SELECT status, amount, provider_reference, decline_reason FROM payments \
                      WHERE idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM ins)), \
-              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $5, 1 FROM p WHERE p.status = $4 \
-                    ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 \
-                    RETURNING calls, failures) \
+              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $5, 1 FROM p WHERE p.status = $4",
+        party_calls::count_one_more!(),
+        ") \
          SELECT o.total, o.currency, o.payment_method, o.payment_token, o.open, \
                 p.status, p.amount, p.provider_reference, p.decline_reason, c.calls, c.failures \
-           FROM o LEFT JOIN p ON true LEFT JOIN c ON true",
-    )
-    .bind(id.0)
-    .bind(Kind::Charge)
-    .bind(&key)
-    .bind(Status::Pending)
-    .bind(Step::Charge)
-    .fetch_optional(pool)
-    .await?;
+           FROM o LEFT JOIN p ON true LEFT JOIN c ON true"
+    );
+    let row: Option<Row> = sqlx::query_as(SQL)
+        .bind(id.0)
+        .bind(Kind::Charge)
+        .bind(&key)
+        .bind(Status::Pending)
+        .bind(Step::Charge)
+        .fetch_optional(pool)
+        .await?;
     let Some((
         total,
         currency,

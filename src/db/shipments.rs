@@ -35,17 +35,14 @@ pub enum Booking {
 #[tracing::instrument(name = "db.shipments.begin_booking", skip_all, fields(order_id = %id, otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn begin_booking(pool: &PgPool, id: OrderId) -> Result<Booking, sqlx::Error> {
     type Row = (Option<String>, Option<String>, Option<i32>, Option<i32>);
-    let row: Row = sqlx::query_as(
+    const SQL: &str = concat!(
         "WITH s AS (SELECT carrier, tracking_number FROM shipments WHERE order_id = $1), \
-              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM s) \
-                    ON CONFLICT (order_id, step) DO UPDATE SET calls = party_calls.calls + 1 \
-                    RETURNING calls, failures) \
-         SELECT s.carrier, s.tracking_number, c.calls, c.failures FROM (VALUES (1)) AS one LEFT JOIN s ON true LEFT JOIN c ON true",
-    )
-    .bind(id.0)
-    .bind(Step::BookShipment)
-    .fetch_one(pool)
-    .await?;
+              c AS (INSERT INTO party_calls (order_id, step, calls) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM s)",
+        super::party_calls::count_one_more!(),
+        ") SELECT s.carrier, s.tracking_number, c.calls, c.failures \
+             FROM (VALUES (1)) AS one LEFT JOIN s ON true LEFT JOIN c ON true"
+    );
+    let row: Row = sqlx::query_as(SQL).bind(id.0).bind(Step::BookShipment).fetch_one(pool).await?;
     match row {
         (Some(carrier), Some(tracking_number), None, None) => {
             Ok(Booking::Booked(Shipment { carrier, tracking_number }))
