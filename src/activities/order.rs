@@ -411,9 +411,9 @@ impl OrderActivities {
         };
         match result {
             ChargeResult::Captured { reference } => {
-                payments::succeed(&mut *tx, id, payments::Kind::Charge, &reference).await?;
                 let detail = format!("payment captured: {reference}");
-                orders::transition(&mut tx, id, OrderStatus::Paid, None, Some(&detail)).await?;
+                let captured = orders::Answer::Captured(&reference);
+                orders::transition_recording(&mut tx, id, OrderStatus::Paid, &detail, captured).await?;
                 tx.commit().await?;
                 Ok(Charge::Captured { reference })
             }
@@ -509,9 +509,9 @@ impl OrderActivities {
             shipments::Booking::Booked(booking) => (lock(&self.pool, id).await?.0, booking),
             shipments::Booking::Counted(calls) => self.book_under_lock(id, calls).await?,
         };
-        shipments::insert(&mut tx, id, &booking).await?;
         let detail = format!("shipment booked with {}, tracking {}", booking.carrier, booking.tracking_number);
-        let moved = orders::transition(&mut tx, id, OrderStatus::Shipped, None, Some(&detail)).await?;
+        let booked = orders::Answer::Booked(&booking);
+        let moved = orders::transition_recording(&mut tx, id, OrderStatus::Shipped, &detail, booked).await?;
         tx.commit().await?;
         if moved && let Some(events) = &self.simulated_carrier_events {
             events.schedule(self.pool.clone(), ctx.client(), self.metrics.clone(), id);

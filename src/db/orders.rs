@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::shipments::{self, Shipment};
 use super::{catalog, payments};
 use crate::domain::{Action, Address, OrderId, OrderStatus, PricedOrder, StopReason};
 
@@ -210,6 +211,29 @@ pub async fn set_review_due(conn: &mut PgConnection, id: OrderId, due: DateTime<
     Ok(())
 }
 
+/// The statement of a move (`transition`), with more CTEs of the caller's after
+/// it (parameters from $8). Parameters: $1-$5 as in `record_event`, $6 the
+/// reason, $7 the statuses the move may come from.
+///
+/// A fence without a reason was set by a workflow started before stops were
+/// recorded with one; it still admits its own end, failed or cancelled. One round
+/// trip: the move, and only if it happened its timeline event and wake-up.
+macro_rules! transition_sql {
+    ($($also:expr),*) => {
+        concat!(
+            "WITH u AS (UPDATE orders SET status = $2, reason = $6, updated_at = now() \
+                        WHERE id = $1 AND status = ANY($7) \
+                          AND (stopped_at IS NULL OR stop_reason = $6 OR (stop_reason IS NULL AND $6 IS NOT NULL)) \
+                        RETURNING id), \
+                  e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM u \
+                        ON CONFLICT DO NOTHING RETURNING id), ",
+            wake!(),
+            $(", ", $also,)*
+            " SELECT count(*) FROM u LEFT JOIN woken ON true"
+        )
+    };
+}
+
 /// Moves an order to `status` and appends the timeline event, if the state
 /// machine allows the move from where the order is (otherwise nothing changes
 /// and `false` is returned: a retried or late step never moves it backwards).
@@ -224,26 +248,56 @@ pub async fn transition(
     reason: Option<StopReason>,
     detail: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    // A fence without a reason was set by a workflow started before stops were
-    // recorded with one; it still admits its own end, failed or cancelled.
-    // One round trip: the move, and only if it happened its timeline event and
-    // wake-up (parameters $1-$5 as in `record_event`).
-    const SQL: &str = concat!(
-        "WITH u AS (UPDATE orders SET status = $2, reason = $6, updated_at = now() \
-                    WHERE id = $1 AND status = ANY($7) \
-                      AND (stopped_at IS NULL OR stop_reason = $6 OR (stop_reason IS NULL AND $6 IS NOT NULL)) \
-                    RETURNING id), \
-              e AS (INSERT INTO order_events (order_id, status, key, detail) SELECT $1, $2, $3, $4 FROM u \
-                    ON CONFLICT DO NOTHING RETURNING id), ",
-        wake!(),
-        " SELECT count(*) FROM u LEFT JOIN woken ON true"
-    );
-    let (moved,): (i64,) = bind_event(sqlx::query_as(SQL), id, status.as_str(), status.as_str(), detail)
+    const SQL: &str = transition_sql!();
+    let (moved,): (i64,) = bind_transition(sqlx::query_as(SQL), id, status, reason, detail).fetch_one(conn).await?;
+    Ok(moved == 1)
+}
+
+/// A party's answer that a forward step records in the statement that moves the order.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'a> {
+    /// The charge was captured, with this provider reference (`payments::succeed`).
+    Captured(&'a str),
+    /// The parcel was booked (`shipments::insert_sql!`).
+    Booked(&'a Shipment),
+}
+
+/// Records a party's answer and moves the order, in one statement (one round trip
+/// where two were). The answer is recorded whether or not the order moves: it is
+/// what the party did.
+#[tracing::instrument(name = "db.orders.transition_recording", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+pub async fn transition_recording(
+    conn: &mut PgConnection,
+    id: OrderId,
+    status: OrderStatus,
+    detail: &str,
+    answer: Answer<'_>,
+) -> Result<bool, sqlx::Error> {
+    let query = |sql| bind_transition(sqlx::query_as(sql), id, status, None, Some(detail));
+    let (moved,): (i64,) = match answer {
+        Answer::Captured(reference) => {
+            const SQL: &str = transition_sql!(concat!("p AS (", payments::succeed_sql!(8, 9), ")"));
+            query(SQL).bind(payments::Kind::Charge.key(id)).bind(reference).fetch_one(conn).await?
+        }
+        Answer::Booked(booking) => {
+            const SQL: &str = transition_sql!(concat!("s AS (", shipments::insert_sql!(1, 8, 9), ")"));
+            query(SQL).bind(&booking.carrier).bind(&booking.tracking_number).fetch_one(conn).await?
+        }
+    };
+    Ok(moved == 1)
+}
+
+/// Binds parameters $1-$7 of `transition_sql!`.
+fn bind_transition<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    id: OrderId,
+    status: OrderStatus,
+    reason: Option<StopReason>,
+    detail: Option<&'q str>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    bind_event(query, id, status.as_str(), status.as_str(), detail)
         .bind(reason)
         .bind(OrderStatus::reachable_from(status))
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(moved == 1)
 }
 
 /// A recorded stop: the order ends as `reason.status()`, for this reason.

@@ -230,6 +230,22 @@ pub async fn find<'c>(conn: impl PgExecutor<'c>, id: OrderId, kind: Kind) -> Res
         .await
 }
 
+/// A pending payment's success, with the payment's idempotency key and the
+/// provider's reference as the given parameters: one spelling for `succeed` and
+/// for a step that records a capture with the order's move (`orders::transition_recording`).
+macro_rules! succeed_sql {
+    ($key:literal, $reference:literal) => {
+        concat!(
+            "UPDATE payments SET status = 'succeeded', provider_reference = $",
+            $reference,
+            ", updated_at = now() WHERE idempotency_key = $",
+            $key,
+            " AND status = 'pending'"
+        )
+    };
+}
+pub(crate) use succeed_sql;
+
 #[tracing::instrument(name = "db.payments.succeed", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn succeed<'c>(
     conn: impl PgExecutor<'c>,
@@ -237,14 +253,7 @@ pub async fn succeed<'c>(
     kind: Kind,
     reference: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments SET status = 'succeeded', provider_reference = $2, updated_at = now() \
-         WHERE idempotency_key = $1 AND status = 'pending'",
-    )
-    .bind(kind.key(id))
-    .bind(reference)
-    .execute(conn)
-    .await?;
+    sqlx::query(succeed_sql!(1, 2)).bind(kind.key(id)).bind(reference).execute(conn).await?;
     Ok(())
 }
 

@@ -52,18 +52,23 @@ pub async fn begin_booking(pool: &PgPool, id: OrderId) -> Result<Booking, sqlx::
     }
 }
 
-#[tracing::instrument(name = "db.shipments.insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn insert(conn: &mut PgConnection, id: OrderId, s: &Shipment) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO shipments (order_id, carrier, tracking_number) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(id.0)
-    .bind(&s.carrier)
-    .bind(&s.tracking_number)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A booking recorded once, with the order, carrier and tracking number as the
+/// given parameters: the booking step records it with the order's move
+/// (`orders::transition_recording`).
+macro_rules! insert_sql {
+    ($order:literal, $carrier:literal, $tracking:literal) => {
+        concat!(
+            "INSERT INTO shipments (order_id, carrier, tracking_number) VALUES ($",
+            $order,
+            ", $",
+            $carrier,
+            ", $",
+            $tracking,
+            ") ON CONFLICT (order_id) DO NOTHING"
+        )
+    };
 }
+pub(crate) use insert_sql;
 
 /// Marks the booking cancelled (after the carrier confirmed); idempotent.
 #[tracing::instrument(name = "db.shipments.mark_cancelled", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]

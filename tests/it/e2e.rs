@@ -479,8 +479,8 @@ async fn one_order_is_one_trace_from_the_storefronts_traceparent_to_the_sql() {
     let run = spans.child(start, "RunWorkflow:OrderWorkflow")["spanId"].as_str().unwrap();
     for (activity, sql) in [
         ("ReserveInventory", "db.inventory.reserve"),
-        ("ChargePayment", "db.payments.succeed"),
-        ("BookShipment", "db.shipments.insert"),
+        ("ChargePayment", "db.orders.transition_recording"),
+        ("BookShipment", "db.orders.transition_recording"),
     ] {
         let scheduled = spans.child(run, &format!("StartActivity:{activity}"))["spanId"].as_str().unwrap();
         let ran = spans.child(scheduled, &format!("RunActivity:{activity}"))["spanId"].as_str().unwrap();
