@@ -60,15 +60,40 @@ pub async fn fresh_database() -> String {
     url
 }
 
-/// Creates an empty database (no migrations applied) and returns its URL.
+/// Test databases older than this are dropped when a test creates one: no suite
+/// runs this long, and a developer's long-lived Postgres would otherwise collect
+/// them by the hundred (each one more for autovacuum to visit).
+const TEST_DATABASE_LIFETIME_SECS: u64 = 6 * 3600;
+
+/// Creates an empty database (no migrations applied) and returns its URL. Its
+/// name carries its creation time, for the sweep of old ones.
 pub async fn empty_database() -> String {
     let admin_url = required_env("ORDERS_TEST_DATABASE_URL");
-    let name = format!("orders_test_{}", Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("the clock is after 1970");
+    let name = format!("orders_test_{}_{}", now.as_secs(), Uuid::new_v4().simple());
     let admin = PgPool::connect(&admin_url).await.expect("connect to the test Postgres");
+    sweep_old_databases(&admin, now.as_secs()).await;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{name}")
+}
+
+/// Drops the test databases created more than `TEST_DATABASE_LIFETIME_SECS` ago
+/// (and those named before names carried a time). Best effort: another test
+/// process may be dropping the same one.
+async fn sweep_old_databases(admin: &PgPool, now: u64) {
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'orders\\_test\\_%'")
+            .fetch_all(admin)
+            .await
+            .expect("list test databases");
+    for (name,) in names {
+        let created = name.trim_start_matches("orders_test_").split_once('_').and_then(|(t, _)| t.parse::<u64>().ok());
+        if created.is_none_or(|t| now.saturating_sub(t) > TEST_DATABASE_LIFETIME_SECS) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await;
+        }
+    }
 }
 
 /// The catalog every test starts with.
