@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
-use temporalio_client::{Client, WorkflowFetchHistoryOptions, WorkflowStartOptions};
+use futures::StreamExt;
+use temporalio_client::{Client, WorkflowFetchHistoryOptions, WorkflowStartOptions, WorkflowTerminateOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult};
 
@@ -143,21 +144,39 @@ impl BenchStartOnly {
 
 /// Bare `StartWorkflowExecution` calls with the order's input, at the same concurrency.
 pub async fn bare_starts(client: &Client, concurrency: usize, duration: Duration) -> Throughput {
-    let client = client.clone();
     let task_queue = format!("bench-nobody-{}", uuid::Uuid::new_v4().simple());
-    closed_loop("StartWorkflowExecution", concurrency, duration, move |_| {
-        let (client, task_queue) = (client.clone(), task_queue.clone());
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (starter, ids) = (client.clone(), started.clone());
+    let measured = closed_loop("StartWorkflowExecution", concurrency, duration, move |_| {
+        let (client, task_queue, ids) = (starter.clone(), task_queue.clone(), ids.clone());
         async move {
             let id = OrderId::new();
             let input = OrderInput { order_id: id, review_within_secs: None, deliver_within_secs: 14 * 24 * 3600 };
-            // They never run; the server drops them after the execution timeout.
+            // They never run (nobody polls their queue); ended below.
             let opts = WorkflowStartOptions::new(task_queue, id.workflow_id())
-                .execution_timeout(Duration::from_secs(60))
+                .execution_timeout(Duration::from_secs(3600))
                 .build();
-            client.start_workflow(BenchStartOnly::run, input, opts).await.is_ok()
+            let ok = client.start_workflow(BenchStartOnly::run, input, opts).await.is_ok();
+            if ok && let Ok(mut ids) = ids.lock() {
+                ids.push(id.workflow_id());
+            }
+            ok
         }
     })
-    .await
+    .await;
+    // Outside the measured window: end them now, so that the server does not time
+    // them out (a write each) in the middle of the scenarios that follow.
+    let ids = started.lock().map(|mut ids| std::mem::take(&mut *ids)).unwrap_or_default();
+    let opts = WorkflowTerminateOptions::builder().reason("benchmark start measured".to_owned()).build();
+    futures::stream::iter(ids)
+        .for_each_concurrent(32, |id| {
+            let opts = opts.clone();
+            async move {
+                let _ = client.get_workflow_handle::<BenchStartOnly>(id).terminate(opts).await;
+            }
+        })
+        .await;
+    measured
 }
 
 /// `GET /orders/{id}` open loop at `rate` per second (no coordinated omission:
