@@ -119,10 +119,16 @@ pub fn traced<F: std::future::Future>(call: F) -> opentelemetry::trace::WithCont
 /// heartbeats, so it does not limit a step's duration.
 pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a request waits for a workflow start before answering without it
-/// (the recovery loop starts it later): an unreachable Temporal delays the answer
-/// by at most this much.
+/// How long a workflow start is waited for before it is left to the recovery
+/// loop: an unreachable Temporal holds an order's start slot
+/// (`STARTS_IN_FLIGHT`), or delays the answer to a sign-up, by at most this much.
 pub const START_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Order workflow starts the API runs at once off the answers' path; a request
+/// beyond them waits for one to finish (`http::orders::create`). More than
+/// Temporal needs to reach its start rate, few enough that an unreachable
+/// Temporal holds little.
+pub const STARTS_IN_FLIGHT: usize = 64;
 
 /// Starts a workflow idempotently on its id: a start repeated while it runs
 /// attaches to that run; one repeated after it closed is refused by the server,

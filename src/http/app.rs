@@ -62,6 +62,7 @@ impl Application {
         let stopping = self.state.stopping.clone();
         let delay = self.state.settings.shutdown_delay;
         let header_read_timeout = self.state.settings.header_read_timeout;
+        let starts = self.state.starts.clone();
         let app = super::router(self.state);
         let serve = super::serve::serve(self.listener, app, header_read_timeout, async move {
             shutdown.await;
@@ -86,6 +87,10 @@ impl Application {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping remaining requests");
             }
         };
+        // Workflow starts still in flight finish (each within temporal::START_TIMEOUT);
+        // one cut short would be made by the recovery loop of a replica.
+        let all = u32::try_from(temporal::STARTS_IN_FLIGHT).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(temporal::START_TIMEOUT, starts.acquire_many(all)).await;
         recovery.abort();
         events.abort();
         metrics.abort();

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use sqlx::PgPool;
 use temporalio_client::Client;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::auth::{JwtKeys, KeyError};
 use super::metrics::HttpMetrics;
@@ -23,6 +23,9 @@ pub struct AppState {
     pub rate_limiter: Limiter,
     pub signup_limiter: SignupLimiter,
     pub metrics: HttpMetrics,
+    /// Slots for the order workflow starts in flight off the answers' path
+    /// (`temporal::STARTS_IN_FLIGHT`).
+    pub starts: Arc<Semaphore>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
     /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
@@ -46,6 +49,7 @@ impl AppState {
             rate_limiter,
             signup_limiter,
             metrics: HttpMetrics::new(),
+            starts: Arc::new(Semaphore::new(temporal::STARTS_IN_FLIGHT)),
             stopping: Arc::new(AtomicBool::new(false)),
             temporal: Arc::new(OnceCell::new()),
         })

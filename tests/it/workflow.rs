@@ -238,6 +238,32 @@ async fn orders_accepted_while_temporal_was_down_are_started_later() {
     );
 }
 
+/// The answer to an order does not wait for its workflow's start: the order is
+/// recorded, and the start runs after the answer (here it hangs on a Temporal
+/// that accepts connections and never answers, and is left to the recovery loop).
+#[tokio::test]
+async fn an_order_is_answered_without_waiting_for_its_workflow_start() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let app = spawn_app_with(&[("TEMPORAL_ADDRESS", &address)]).await;
+    let token = app.customer("alice");
+    for _ in 0..2 {
+        let asked = std::time::Instant::now();
+        let id = app.place_order(&token, &widgets(1)).await;
+        let took = asked.elapsed();
+        assert!(took < orders::temporal::START_TIMEOUT, "the answer waited {took:?} for the workflow start");
+        let unstarted = "SELECT count(*) FROM orders WHERE id = $1 AND status = 'pending' AND workflow_started_at IS NULL";
+        assert_eq!(app.count(unstarted, &id).await, 1);
+    }
+    held.abort();
+}
+
 /// A hundred concurrent orders for a SKU with ten in stock: exactly ten ship, the
 /// others fail out of stock holding nothing and charged nothing, and the stock adds up.
 #[tokio::test]

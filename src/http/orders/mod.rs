@@ -105,26 +105,34 @@ async fn replay(state: &AppState, id: OrderId, hash: &str, first_hash: &str) -> 
     Ok((StatusCode::OK, [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))], Json(view)).into_response())
 }
 
-/// Starts the order's workflow. A failure is logged, not returned: the order is
-/// recorded, and the recovery loop (`app::recover_unstarted`) starts it later.
+/// Starts the order's workflow off the answer's path. The order is recorded, so
+/// the answer need not wait for Temporal: a start that fails, or never finishes
+/// because the API stops, is made by the recovery loop (`app::recover`), as when
+/// Temporal is down. At most `temporal::STARTS_IN_FLIGHT` starts run at once; a
+/// request beyond them waits here for one to finish, so a burst is answered at
+/// the pace Temporal starts workflows and nothing queues without bound.
 async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
-    let input = temporal::order_input(&state.settings, id, total);
-    match state.start_bounded(|client| temporal::start_order(client, &state.settings, input)).await {
-        // Off the answer's path: an unmarked order only costs the recovery loop a
-        // start that Temporal answers "already started".
-        Ok(()) => {
-            let pool = state.pool.clone();
-            tokio::spawn(
-                async move {
-                    if let Err(e) = orders::mark_workflow_started(&pool, id).await {
+    // Closed only when the API stops: recovery starts this one.
+    let Ok(slot) = state.starts.clone().acquire_owned().await else { return };
+    let state = state.clone();
+    tokio::spawn(
+        async move {
+            let input = temporal::order_input(&state.settings, id, total);
+            let started = state.start_bounded(|client| temporal::start_order(client, &state.settings, input)).await;
+            drop(slot);
+            match started {
+                // An unmarked order only costs the recovery loop a start that
+                // Temporal answers "already started".
+                Ok(()) => {
+                    if let Err(e) = orders::mark_workflow_started(&state.pool, id).await {
                         tracing::warn!(order_id = %id, error = %e, "workflow started but not marked; recovery will re-check");
                     }
                 }
-                .in_current_span(),
-            );
+                Err(e) => tracing::warn!(order_id = %id, error = %e, "workflow not started yet; recovery loop will retry"),
+            }
         }
-        Err(e) => tracing::warn!(order_id = %id, error = %e, "workflow not started yet; recovery loop will retry"),
-    }
+        .in_current_span(),
+    );
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
