@@ -258,7 +258,8 @@ async fn an_order_is_answered_without_waiting_for_its_workflow_start() {
         let id = app.place_order(&token, &widgets(1)).await;
         let took = asked.elapsed();
         assert!(took < orders::temporal::START_TIMEOUT, "the answer waited {took:?} for the workflow start");
-        let unstarted = "SELECT count(*) FROM orders WHERE id = $1 AND status = 'pending' AND workflow_started_at IS NULL";
+        let unstarted =
+            "SELECT count(*) FROM orders WHERE id = $1 AND status = 'pending' AND workflow_started_at IS NULL";
         assert_eq!(app.count(unstarted, &id).await, 1);
     }
     held.abort();

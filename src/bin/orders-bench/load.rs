@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
-use futures::StreamExt;
 use temporalio_client::{Client, WorkflowFetchHistoryOptions, WorkflowStartOptions, WorkflowTerminateOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult};

@@ -112,7 +112,8 @@ async fn replay(state: &AppState, id: OrderId, hash: &str, first_hash: &str) -> 
 /// request beyond them waits here for one to finish, so a burst is answered at
 /// the pace Temporal starts workflows and nothing queues without bound.
 async fn start_workflow(state: &AppState, id: OrderId, total: Decimal) {
-    // Closed only when the API stops: recovery starts this one.
+    // Fails only on a closed semaphore, and this one is never closed (were it,
+    // recovery would start the order).
     let Ok(slot) = state.starts.clone().acquire_owned().await else { return };
     let state = state.clone();
     tokio::spawn(
