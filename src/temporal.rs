@@ -125,7 +125,7 @@ pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const START_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Order workflow starts the API runs at once off the answers' path; a request
-/// beyond them waits for one to finish (`http::orders::create`). More than
+/// beyond them waits for one to finish (`http::orders::start_workflow`). More than
 /// Temporal needs to reach its start rate, few enough that an unreachable
 /// Temporal holds little.
 pub const STARTS_IN_FLIGHT: usize = 64;
