@@ -2,6 +2,7 @@
 
 Usage: bench-report.py RESULTS.ndjson OUT_PREFIX [--quick]
 """
+import itertools
 import json
 import os
 import platform
@@ -167,6 +168,16 @@ def soak_verdicts(soak_):
             growth = m[1] / m[0] if m[0] else 1.0
             out.append((f"soak: {label}, last quarter vs second", f"{m[0]:.1f} -> {m[1]:.1f} ({growth:.2f}x)",
                         f"<= {limit}x", growth <= limit))
+    # A slow, steady growth per order stays inside the quarters' 10 % in a short soak
+    # (the SDK's activity half keeps about 1 KB per order: docs/operations.md): the
+    # slope over the second half shows it as a figure.
+    samples = soak_["samples"]
+    served = list(itertools.accumulate(x["posted"] for x in samples))
+    half = len(samples) // 2
+    if len(samples) - half >= 3 and served[-1] > served[half]:
+        slope = statistics.linear_regression(served[half:], [x["rss_mib"]["worker"] for x in samples[half:]]).slope
+        out.append(("soak: worker RSS over the second half, per 1000 orders", f"{slope * 1000:+.2f} MiB", "reported",
+                    True))
     out.append(("soak: orders stranded after the load stopped", str(soak_["stranded_after_drain"]), "0",
                 soak_["stranded_after_drain"] == 0))
     return out
