@@ -44,12 +44,20 @@ machine = {
 }
 floors = {r["result"]["shape"]: r["result"] for r in rows if r.get("scenario") == "floor"}
 e2e = one("end_to_end")
+
+
+def first_pair(floors_, e2e_):
+    """Floor (a) and this service's first end-to-end run, the pair every report has."""
+    return [{"floor_a": floors_["ours"]["per_second"], "end_to_end": e2e_["per_second"]}] \
+        if e2e_ and "ours" in floors_ else []
+
+
 # Floor (a) against this service in pairs of runs: the first pair is the runs
 # above; scripts/bench then runs two more (this service first in the second).
 repeats = zip([r for r in rows if r.get("scenario") == "end_to_end_repeat"],
               [r["result"] for r in rows if r.get("scenario") == "floor_repeat"])
-ratio_pairs = [{"floor_a": f["per_second"], "end_to_end": r["per_second"]}
-               for r, f in ([(e2e, floors["ours"])] if e2e and "ours" in floors else []) + list(repeats)]
+ratio_pairs = first_pair(floors, e2e) + [{"floor_a": f["per_second"], "end_to_end": r["per_second"]}
+                                         for r, f in repeats]
 e2e2 = one("end_to_end_two_workers")
 e2e_delivered = one("end_to_end_delivered")
 cost = one("cost")
@@ -84,8 +92,7 @@ def measure(rep):
 
     fl, e2e_, cost_, reads_ = rep.get("floors") or {}, rep.get("end_to_end"), rep.get("cost"), rep.get("reads")
     # Earlier reports have one pair (the floors' and the end-to-end run's).
-    pairs = rep.get("ratio_pairs") or ([{"floor_a": fl["ours"]["per_second"], "end_to_end": e2e_["per_second"]}]
-                                       if e2e_ and "ours" in fl else [])
+    pairs = rep.get("ratio_pairs") or first_pair(fl, e2e_)
     for r in rep.get("start_path") or []:
         post, bare = r["post"], r["bare_start"]
         ratio = post["per_second"] / bare["per_second"] if bare["per_second"] else 0
