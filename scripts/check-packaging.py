@@ -70,6 +70,17 @@ def compose():
         got = services.get(service, {}).get("depends_on", {})
         for dep, condition in deps.items():
             check(got.get(dep, {}).get("condition") == condition, f"compose: {service} waits for {dep} {condition}")
+    # The server completes a stopping worker's polls (docs/deploying.md): its dynamic config file is mounted
+    # where DYNAMIC_CONFIG_FILE_PATH points, and sets the key.
+    temporal = services.get("temporal", {})
+    dynamic = "/etc/temporal/" + temporal.get("environment", {}).get("DYNAMIC_CONFIG_FILE_PATH", "")
+    mounted = {v.get("target"): v.get("source") for v in temporal.get("volumes", [])}
+    check(dynamic in mounted, f"compose: temporal's dynamic config {dynamic} is not mounted")
+    if dynamic in mounted:
+        with open(mounted[dynamic]) as f:
+            settings = yaml.safe_load(f)
+        check(settings.get("frontend.enableCancelWorkerPollsOnShutdown") == [{"value": True}],
+              "compose: temporal's dynamic config enables frontend.enableCancelWorkerPollsOnShutdown")
     api_ports = [p.get("target") for p in services.get("api", {}).get("ports", [])]
     check(8080 in api_ports, "compose: the API is on port 8080")
     for name in ["postgres", "temporal-postgres"]:

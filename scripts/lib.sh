@@ -70,8 +70,10 @@ stop_postgres() {
 # start_temporal DBFILE PORT UI_PORT|"" : the dev server (SQLite), with the Web UI when a UI port is given.
 start_temporal() {
   local dbfile="$1" port="$2" ui="$3" args
+  # The server completes a stopping worker's polls, so no task is left to its timeout (docs/deploying.md).
   args=(server start-dev --ip 127.0.0.1 --port "$port" --db-filename "$dbfile" --log-level warn
-        --metrics-port "$(free_port)" --http-port "$(free_port)")
+        --metrics-port "$(free_port)" --http-port "$(free_port)"
+        --dynamic-config-value frontend.enableCancelWorkerPollsOnShutdown=true)
   if [ -n "$ui" ]; then args+=(--ui-port "$ui" --ui-disable-news-fetch); else args+=(--headless); fi
   "$TEMPORAL" "${args[@]}" >"$dbfile.log" 2>&1 &
   TEMPORAL_PID=$!

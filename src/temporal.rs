@@ -87,6 +87,22 @@ pub async fn is_reachable(client: &Client, namespace: &str, timeout: Duration) -
     matches!(tokio::time::timeout(timeout, svc.describe_namespace(req)).await, Ok(Ok(_)))
 }
 
+/// Whether the server completes a worker's outstanding long polls when the
+/// worker shuts down (`frontend.enableCancelWorkerPollsOnShutdown`, Temporal
+/// 1.31 and later; off by default). Without it the SDK abandons those polls,
+/// and a task the server had just handed to one waits out its timeout (5 s for
+/// a workflow task) before another worker gets it: at every deploy, and at
+/// every replacement of the SDK worker (`worker::run_until_stopped`).
+pub async fn completes_polls_on_shutdown(
+    client: &Client,
+    namespace: &str,
+) -> Result<bool, temporalio_client::tonic::Status> {
+    let mut svc = client.connection().workflow_service();
+    let req = Request::new(DescribeNamespaceRequest { namespace: namespace.to_owned(), ..Default::default() });
+    let info = svc.describe_namespace(req).await?.into_inner().namespace_info;
+    Ok(info.and_then(|i| i.capabilities).is_some_and(|c| c.worker_poll_complete_on_shutdown))
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
