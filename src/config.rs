@@ -220,6 +220,9 @@ pub struct WorkerSettings {
     pub max_cached_workflows: usize,
     /// Concurrent long polls per task type (workflow tasks, activity tasks).
     pub max_pollers: usize,
+    /// Activity tasks one SDK worker runs before it is replaced by a fresh one
+    /// (`worker::run_until_stopped`); `None` never replaces it.
+    pub recycle_after_activities: Option<std::num::NonZeroU64>,
     /// Liveness and readiness (`/healthz`, `/readyz`).
     pub health_addr: SocketAddr,
     /// Prometheus `/metrics`: the Temporal SDK's worker metrics and ours.
@@ -573,6 +576,11 @@ impl Settings {
             max_concurrent_workflow_tasks: env.count("ORDERS_WORKER_MAX_WORKFLOW_TASKS", 50)?,
             max_cached_workflows: env.count("ORDERS_WORKER_MAX_CACHED_WORKFLOWS", 250)?,
             max_pollers: env.count("ORDERS_WORKER_MAX_POLLERS", 5)?,
+            recycle_after_activities: std::num::NonZeroU64::new(env.parse(
+                "ORDERS_WORKER_RECYCLE_AFTER_ACTIVITIES",
+                50_000,
+                "a whole number (0: never)",
+            )?),
             health_addr: env.parse(
                 "ORDERS_WORKER_HEALTH_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8081)),

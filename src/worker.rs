@@ -3,12 +3,19 @@
 
 pub mod health;
 
-use std::time::Duration;
+use std::future::Future;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use temporalio_client::Client;
+use temporalio_common::telemetry::metrics::{CoreMeter, MetricParameters, NewAttributes};
+use temporalio_sdk::interceptors::{ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next};
 use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, WorkerRunError};
+use tokio::sync::{Notify, watch};
 
 use crate::activities::OrderActivities;
 use crate::activities::users::UserActivities;
@@ -16,30 +23,109 @@ use crate::config::{Settings, WorkerSettings};
 use crate::workflows::{OrderWorkflow, UserOnboardingWorkflow};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create the worker: {0}")]
-pub struct WorkerError(String);
+pub enum WorkerError {
+    #[error("cannot create the worker: {0}")]
+    Build(String),
+    #[error("the worker failed")]
+    Run(#[source] WorkerRunError),
+    #[error("the SDK worker stopped though nothing asked it to")]
+    StoppedUnasked,
+}
 
-/// Builds a worker for `settings.task_queue`. Run it with `worker.run().await`
-/// on the current thread (its future is not `Send`).
-pub fn build(
+/// Runs the task queue's workflows and activities until `stop` resolves, then
+/// drains (finishes running activities) and returns how many times the SDK
+/// worker was replaced.
+///
+/// Why replace it: `temporalio-sdk` 1.1.1 keeps one entry per activity task it
+/// ever ran (`ActivityHalf::task_tokens_to_cancels` is inserted into, never
+/// removed from), so a long-lived worker grows by about 1 KB per order served.
+/// After `recycle_after_activities` activity tasks the running SDK worker is
+/// shut down gracefully (running activities finish, cached workflows are
+/// evicted and replay from their history on their next task: CPU, never
+/// correctness) and a fresh one takes over on the same client; dropping the
+/// old one frees its map. One at a time, so the concurrency limits (and the
+/// database pool sized to them) hold throughout; Temporal keeps the tasks that
+/// arrive meanwhile. See docs/operations.md, "Worker memory".
+pub async fn run_until_stopped(
     runtime: &Runtime,
     client: Client,
     settings: &Settings,
     activities: OrderActivities,
+    meter: Arc<dyn CoreMeter>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<u64, WorkerError> {
+    let replaced = meter.counter(MetricParameters {
+        name: "orders_worker_replaced".into(),
+        description: "Times the SDK worker was replaced by a fresh one (ORDERS_WORKER_RECYCLE_AFTER_ACTIVITIES)".into(),
+        unit: "".into(),
+    });
+    let none = meter.new_attributes(NewAttributes::default());
+    replaced.add(0, &none);
+    let (stopped_tx, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stopped_tx.send(true);
+    });
+    let mut count = 0;
+    loop {
+        let tasks = Arc::new(ActivityTasks::new(settings.worker.recycle_after_activities));
+        let mut worker = build(runtime, client.clone(), settings, activities.clone(), tasks.clone())?;
+        let shutdown = worker.shutdown_handle();
+        let mut stopping = stopped.clone();
+        // Spawned onto this runtime: the handle spawns the shutdown RPC where it is called.
+        let asked = tokio::spawn(async move {
+            tokio::select! {
+                _ = stopping.wait_for(|stop| *stop) => {}
+                () = tasks.limit_reached() => {}
+            }
+            let asked_at = Instant::now();
+            shutdown();
+            asked_at
+        });
+        worker.run().await.map_err(WorkerError::Run)?;
+        drop(worker);
+        if *stopped.borrow() {
+            return Ok(count);
+        }
+        if !asked.is_finished() {
+            asked.abort();
+            return Err(WorkerError::StoppedUnasked);
+        }
+        let asked_at = asked.await.map_err(|_| WorkerError::StoppedUnasked)?;
+        count += 1;
+        replaced.add(1, &none);
+        tracing::info!(
+            activity_tasks = settings.worker.recycle_after_activities.map_or(0, NonZeroU64::get),
+            drained_ms = asked_at.elapsed().as_millis() as u64,
+            "replacing the SDK worker by a fresh one (it keeps an entry per activity task it ran)"
+        );
+    }
+}
+
+/// Builds a worker for `settings.task_queue` that reports its activity tasks to
+/// `tasks`. Run it with `worker.run().await` on the current thread (its future
+/// is not `Send`).
+fn build(
+    runtime: &Runtime,
+    client: Client,
+    settings: &Settings,
+    activities: OrderActivities,
+    tasks: Arc<ActivityTasks>,
 ) -> Result<Worker, WorkerError> {
-    let mailer = crate::activities::mailer(settings).map_err(|e| WorkerError(e.to_string()))?;
+    let mailer = crate::activities::mailer(settings).map_err(|e| WorkerError::Build(e.to_string()))?;
     let w = &settings.worker;
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<OrderWorkflow>()
-        .map_err(|e| WorkerError(e.to_string()))?
+        .map_err(|e| WorkerError::Build(e.to_string()))?
         .register_workflow::<UserOnboardingWorkflow>()
-        .map_err(|e| WorkerError(e.to_string()))?
+        .map_err(|e| WorkerError::Build(e.to_string()))?
         .register_activities(UserActivities {
             pool: activities.pool.clone(),
             mailer: mailer.clone(),
             verification_key: settings.verification_key.clone(),
         })
         .register_activities(activities)
+        .activity_inbound_interceptor(CountActivityTasks(tasks))
         .workflow_interceptor(crate::workflows::run_counter())
         .tuner(tuner(w))
         .max_cached_workflows(w.max_cached_workflows)
@@ -49,7 +135,50 @@ pub fn build(
         // Leave room inside the process's own grace period to finish the drain.
         .graceful_shutdown_period(settings.shutdown_grace.saturating_sub(Duration::from_secs(2)))
         .build();
-    Worker::new(runtime, client, options).map_err(|e| WorkerError(e.to_string()))
+    Worker::new(runtime, client, options).map_err(|e| WorkerError::Build(e.to_string()))
+}
+
+/// The activity tasks one SDK worker has started, and when it has started enough.
+struct ActivityTasks {
+    started: AtomicU64,
+    limit: Option<NonZeroU64>,
+    reached: Notify,
+}
+
+impl ActivityTasks {
+    fn new(limit: Option<NonZeroU64>) -> Self {
+        Self { started: AtomicU64::new(0), limit, reached: Notify::new() }
+    }
+
+    fn started_one(&self) {
+        let started = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.limit.is_some_and(|limit| started == limit.get()) {
+            // Stores the wake-up if nobody waits yet.
+            self.reached.notify_one();
+        }
+    }
+
+    /// Resolves once `limit` tasks have started; never without a limit.
+    async fn limit_reached(&self) {
+        if self.limit.is_none() {
+            return std::future::pending().await;
+        }
+        self.reached.notified().await;
+    }
+}
+
+/// Counts every activity task (local ones too) as the SDK starts it.
+struct CountActivityTasks(Arc<ActivityTasks>);
+
+impl ActivityInboundInterceptor for CountActivityTasks {
+    fn execute_activity<'a>(
+        &'a self,
+        input: ExecuteActivityInput,
+        next: Next<'a, ExecuteActivityInput, ExecuteActivityOutput<'a>>,
+    ) -> ExecuteActivityOutput<'a> {
+        self.0.started_one();
+        next.run(input)
+    }
 }
 
 /// Concurrency limits from the settings: never more database activities at once
@@ -96,7 +225,22 @@ fn is_workflow_processing(thread: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
+
+    #[test]
+    fn the_limit_is_reached_once_that_many_tasks_started() {
+        let tasks = ActivityTasks::new(NonZeroU64::new(3));
+        tasks.started_one();
+        tasks.started_one();
+        assert!(tasks.limit_reached().now_or_never().is_none(), "two of three");
+        tasks.started_one();
+        assert!(tasks.limit_reached().now_or_never().is_some(), "three of three");
+        let unlimited = ActivityTasks::new(None);
+        unlimited.started_one();
+        assert!(unlimited.limit_reached().now_or_never().is_none());
+    }
 
     #[test]
     fn only_the_workflow_processing_thread_is_fatal() {

@@ -30,6 +30,7 @@ use crate::db::party_calls::{self, Calls, Step};
 use crate::db::{inventory, notifications, orders, payments, shipments};
 use crate::domain::{Address, OrderId, OrderStatus, ShipmentEvent, StopReason};
 
+#[derive(Clone)]
 pub struct OrderActivities {
     pub pool: PgPool,
     pub payments: Arc<dyn PaymentGateway>,

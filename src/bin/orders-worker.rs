@@ -45,30 +45,39 @@ async fn main() -> anyhow::Result<()> {
         RuntimeOptions::builder().telemetry_options(telemetry_options).build().map_err(anyhow::Error::msg)?,
     )?;
     let client = temporal::connect(&settings, "orders-worker").await?;
+    match temporal::completes_polls_on_shutdown(&client, &settings.temporal_namespace).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "the Temporal server does not complete polls when a worker stops: each graceful stop may leave \
+             a task to its timeout; set frontend.enableCancelWorkerPollsOnShutdown=true (docs/deploying.md)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read the namespace's capabilities"),
+    }
     let pool = db::pool(&settings)?;
     tokio::spawn(activities::metrics::record_runs_in_memory(meter.clone(), Duration::from_secs(5)));
-    let activities = activities::from_settings(&settings, pool.clone(), OrderMetrics::new(meter))
+    let activities = activities::from_settings(&settings, pool.clone(), OrderMetrics::new(meter.clone()))
         .context("building the HTTP client")?;
-    let mut worker = worker::build(&runtime, client.clone(), &settings, activities)?;
 
     let polling = Arc::new(AtomicBool::new(true));
     worker::exit_when_workflow_processing_dies(polling.clone());
     let probes = tokio::net::TcpListener::bind(settings.worker.health_addr)
         .await
         .with_context(|| format!("probes on {}", settings.worker.health_addr))?;
-    let health =
-        WorkerHealth { client, pool, namespace: settings.temporal_namespace.clone(), polling: polling.clone() };
+    let health = WorkerHealth {
+        client: client.clone(),
+        pool,
+        namespace: settings.temporal_namespace.clone(),
+        polling: polling.clone(),
+    };
     let probes = tokio::spawn(async move { axum::serve(probes, health::router(health)).await });
 
-    let stop = Arc::new(worker.shutdown_handle());
-    tokio::spawn(async move {
+    let stop = async move {
         orders::shutdown_signal().await;
         // Not ready first, so nothing new is routed here; then stop polling and drain.
         polling.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: no new tasks; finishing running activities");
-        stop();
-    });
-    worker.run().await?;
+    };
+    worker::run_until_stopped(&runtime, client, &settings, activities, meter, stop).await?;
     probes.abort();
     tracing::info!("orders-worker stopped");
     Ok(())

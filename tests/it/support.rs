@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::telemetry::metrics::NoOpCoreMeter;
 use temporalio_sdk::Runtime;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
@@ -151,17 +152,23 @@ pub const TERMINAL: [&str; 4] = ["delivered", "delivery_overdue", "failed", "can
 /// A worker on its own thread and runtime (`Worker::run` is not `Send`), with its own pool.
 struct TestWorker {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Yields how many times the SDK worker was replaced.
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl TestWorker {
+    /// Graceful shutdown; yields how many times the SDK worker was replaced.
+    fn stop(&mut self) -> std::thread::Result<u64> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.thread.take().map_or(Ok(0), JoinHandle::join)
+    }
 }
 
 impl Drop for TestWorker {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.stop();
     }
 }
 
@@ -176,17 +183,13 @@ fn start_worker_thread(settings: Settings) -> TestWorker {
             let pool = db::pool(&settings).expect("pool");
             let acts =
                 activities::from_settings(&settings, pool, activities::OrderMetrics::disabled()).expect("activities");
-            let mut w = worker::build(&runtime, client, &settings, acts).expect("worker builds");
-            // The shutdown handle spawns onto the runtime it is called from: call it from this one,
-            // not from the test's (which is blocked joining this thread).
-            let stop = w.shutdown_handle();
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                stop();
-            });
             ready_tx.send(()).expect("test thread waits");
-            w.run().await.expect("worker runs");
-        });
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            let meter = Arc::new(NoOpCoreMeter);
+            worker::run_until_stopped(&runtime, client, &settings, acts, meter, stop).await.expect("worker runs")
+        })
     });
     ready_rx.recv().expect("worker started");
     TestWorker { stop: Some(stop_tx), thread: Some(thread) }
@@ -197,9 +200,10 @@ impl TestApp {
         self.worker = Some(start_worker_thread(self.settings.clone()));
     }
 
-    /// Stops the worker (graceful shutdown) and waits for its thread.
-    pub fn stop_worker(&mut self) {
-        self.worker = None;
+    /// Stops the worker (graceful shutdown) and waits for its thread; returns
+    /// how many times the SDK worker was replaced meanwhile.
+    pub fn stop_worker(&mut self) -> u64 {
+        self.worker.take().map_or(0, |mut w| w.stop().expect("the worker thread ends cleanly"))
     }
 
     pub fn token(&self, sub: &str, role: Role) -> String {

@@ -318,3 +318,27 @@ async fn a_hundred_orders_for_ten_in_stock_ship_exactly_ten() {
     assert_eq!(charged, 10, "one charge per shipped order, none for the others");
     report_fault("5. 100 concurrent orders for 10 in stock", 100, 1, None, &[]);
 }
+
+/// The SDK worker keeps an entry per activity task it ran, so the worker
+/// replaces it by a fresh one every `ORDERS_WORKER_RECYCLE_AFTER_ACTIVITIES`
+/// tasks. Orders in flight across the replacements (their cached runs evicted,
+/// replayed by the next one) still end delivered, each step done once.
+#[tokio::test]
+async fn orders_in_flight_finish_across_worker_replacements() {
+    let mut app =
+        spawn_app_with_worker_and(&[("ORDERS_WORKER_RECYCLE_AFTER_ACTIVITIES", "3"), FAST_CARRIER[0], FAST_CARRIER[1]])
+            .await;
+    let token = app.customer("alice");
+    let body = widgets(2);
+    let posts = (0..4).map(|_| app.place_order(&token, &body));
+    let ids = futures::future::join_all(posts).await;
+    for id in &ids {
+        let order = app.wait_for_status(&token, id, "delivered").await;
+        assert_eq!(timeline(&order), ["pending", "reserved", "paid", "shipped", "in_transit", "delivered"]);
+        assert_eq!(app.payments(id).await, [("charge".to_owned(), "succeeded".to_owned())], "charged once");
+    }
+    assert_eq!(app.stock(WIDGET.0).await, (WIDGET.3 - 8, 0), "each order's units taken once");
+    // Each delivered order runs seven activity tasks or more: 28 in all, three per worker.
+    let replaced = app.stop_worker();
+    assert!(replaced >= 2, "the SDK worker was replaced {replaced} times");
+}
