@@ -28,6 +28,8 @@ pub enum WorkerError {
     Build(String),
     #[error("the worker failed")]
     Run(#[source] WorkerRunError),
+    #[error("cannot release the stopped SDK worker from the client")]
+    Unregister(#[source] anyhow::Error),
     #[error("the SDK worker stopped though nothing asked it to")]
     StoppedUnasked,
 }
@@ -83,6 +85,14 @@ pub async fn run_until_stopped(
             asked_at
         });
         worker.run().await.map_err(WorkerError::Run)?;
+        // The SDK's run() shuts its core worker down but leaves it registered with the
+        // client, which keeps it (slots, heartbeat callbacks: some 4 MiB) for good; only
+        // this releases it, and stops heartbeats on behalf of a stopped worker.
+        client
+            .connection()
+            .workers()
+            .finalize_unregister(worker.worker_instance_key())
+            .map_err(WorkerError::Unregister)?;
         drop(worker);
         if *stopped.borrow() {
             return Ok(count);
