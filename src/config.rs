@@ -578,7 +578,7 @@ impl Settings {
             max_pollers: env.count("ORDERS_WORKER_MAX_POLLERS", 5)?,
             recycle_after_activities: std::num::NonZeroU64::new(env.parse(
                 "ORDERS_WORKER_RECYCLE_AFTER_ACTIVITIES",
-                50_000,
+                20_000,
                 "a whole number (0: never)",
             )?),
             health_addr: env.parse(
