@@ -11,7 +11,9 @@ use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, ConnectionOptions, TlsOptions, Url, WorkflowIdConflictPolicy,
     WorkflowIdReusePolicy, WorkflowSignalOptions, WorkflowStartOptions,
 };
-use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    DescribeNamespaceRequest, DescribeNamespaceResponse,
+};
 use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
 use crate::config::Settings;
@@ -81,10 +83,22 @@ pub fn tls_options(settings: &Settings) -> Result<Option<TlsOptions>, TemporalEr
 
 /// True when the server answers for our namespace (used by `/readyz`).
 pub async fn is_reachable(client: &Client, namespace: &str, timeout: Duration) -> bool {
+    describe_namespace(client, namespace, timeout).await.is_ok()
+}
+
+/// `DescribeNamespace`, given up after `timeout` (a server that hangs is an error).
+async fn describe_namespace(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<DescribeNamespaceResponse, temporalio_client::tonic::Status> {
     let mut svc = client.connection().workflow_service();
     let mut req = Request::new(DescribeNamespaceRequest { namespace: namespace.to_owned(), ..Default::default() });
     req.set_timeout(timeout);
-    matches!(tokio::time::timeout(timeout, svc.describe_namespace(req)).await, Ok(Ok(_)))
+    match tokio::time::timeout(timeout, svc.describe_namespace(req)).await {
+        Ok(answer) => answer.map(|r| r.into_inner()),
+        Err(_) => Err(temporalio_client::tonic::Status::deadline_exceeded("DescribeNamespace took too long")),
+    }
 }
 
 /// Whether the server completes a worker's outstanding long polls when the
@@ -96,10 +110,9 @@ pub async fn is_reachable(client: &Client, namespace: &str, timeout: Duration) -
 pub async fn completes_polls_on_shutdown(
     client: &Client,
     namespace: &str,
+    timeout: Duration,
 ) -> Result<bool, temporalio_client::tonic::Status> {
-    let mut svc = client.connection().workflow_service();
-    let req = Request::new(DescribeNamespaceRequest { namespace: namespace.to_owned(), ..Default::default() });
-    let info = svc.describe_namespace(req).await?.into_inner().namespace_info;
+    let info = describe_namespace(client, namespace, timeout).await?.namespace_info;
     Ok(info.and_then(|i| i.capabilities).is_some_and(|c| c.worker_poll_complete_on_shutdown))
 }
 

@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         RuntimeOptions::builder().telemetry_options(telemetry_options).build().map_err(anyhow::Error::msg)?,
     )?;
     let client = temporal::connect(&settings, "orders-worker").await?;
-    match temporal::completes_polls_on_shutdown(&client, &settings.temporal_namespace).await {
+    match temporal::completes_polls_on_shutdown(&client, &settings.temporal_namespace, Duration::from_secs(5)).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             "the Temporal server does not complete polls when a worker stops: each graceful stop may leave \
