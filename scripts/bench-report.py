@@ -84,7 +84,8 @@ if cost:
 
 
 
-# Two-sided 95 % quantiles of Student's t by degrees of freedom (1-10).
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (1-10); more pairs
+# than eleven take the last, which makes their interval a little wide, never narrow.
 T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
 
 
