@@ -94,6 +94,8 @@ async fn describe_namespace(
 ) -> Result<DescribeNamespaceResponse, temporalio_client::tonic::Status> {
     let mut svc = client.connection().workflow_service();
     let mut req = Request::new(DescribeNamespaceRequest { namespace: namespace.to_owned(), ..Default::default() });
+    // The deadline tells the server to give up; the local timeout also covers a
+    // connection that never answers at all.
     req.set_timeout(timeout);
     match tokio::time::timeout(timeout, svc.describe_namespace(req)).await {
         Ok(answer) => answer.map(|r| r.into_inner()),

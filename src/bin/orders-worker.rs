@@ -15,6 +15,10 @@ use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, 
 use temporalio_sdk::Runtime;
 use temporalio_sdk::runtime::RuntimeOptions;
 
+/// How long the start-up check of the namespace's capabilities may take: it only
+/// decides a warning, so a slow server delays the start by at most this much.
+const CAPABILITY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `orders-worker` takes no arguments; `--help` lists the environment variables.
 #[derive(clap::Parser)]
 #[command(name = "orders-worker", version, about = "Runs the order and onboarding workflows and their activities")]
@@ -45,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         RuntimeOptions::builder().telemetry_options(telemetry_options).build().map_err(anyhow::Error::msg)?,
     )?;
     let client = temporal::connect(&settings, "orders-worker").await?;
-    match temporal::completes_polls_on_shutdown(&client, &settings.temporal_namespace, Duration::from_secs(5)).await {
+    match temporal::completes_polls_on_shutdown(&client, &settings.temporal_namespace, CAPABILITY_CHECK_TIMEOUT).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             "the Temporal server does not complete polls when a worker stops: each graceful stop may leave \
