@@ -299,7 +299,7 @@ md += ["", "History events and workflow tasks are counted up to `shipped` (ours 
 
 
 def pairs_table(pairs):
-    """The pairs of runs, one row each, after a paragraph that says how they ran."""
+    """The pairs of runs as a table, one row each."""
     return ["| pair | floor (a) orders/s | this service orders/s | ratio |", "|---|---|---|---|"] + [
         f"| {i} | {p['floor_a']:.1f} | {p['end_to_end']:.1f} | {p['end_to_end'] / p['floor_a']:.2f} |"
         for i, p in enumerate(pairs, 1)] + [""]
