@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod readiness;
 pub mod telemetry;
 pub mod temporal;
 pub mod tls;

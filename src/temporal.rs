@@ -81,9 +81,13 @@ pub fn tls_options(settings: &Settings) -> Result<Option<TlsOptions>, TemporalEr
     ))
 }
 
-/// True when the server answers for our namespace (used by `/readyz`).
-pub async fn is_reachable(client: &Client, namespace: &str, timeout: Duration) -> bool {
-    describe_namespace(client, namespace, timeout).await.is_ok()
+/// The server answers for our namespace within `timeout` (readiness).
+pub async fn answers(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<(), temporalio_client::tonic::Status> {
+    describe_namespace(client, namespace, timeout).await.map(drop)
 }
 
 /// `DescribeNamespace`, given up after `timeout` (a server that hangs is an error).

@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         pool,
         namespace: settings.temporal_namespace.clone(),
         polling: polling.clone(),
+        dependencies: Arc::default(),
     };
     let probes = tokio::spawn(async move { axum::serve(probes, health::router(health)).await });
 

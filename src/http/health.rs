@@ -1,7 +1,5 @@
 //! Liveness and readiness probes.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::state::AppState;
+use crate::readiness::CHECK_TIMEOUT;
 use crate::{db, temporal};
 
 #[derive(Serialize, ToSchema)]
@@ -35,14 +34,13 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
     responses((status = 200, description = "Ready for traffic", body = Readiness), (status = 503, description = "Not ready: a dependency is down or the process is draining", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let timeout = Duration::from_secs(2);
-    let temporal_up = async {
-        match tokio::time::timeout(timeout, state.temporal()).await {
-            Ok(Ok(client)) => temporal::is_reachable(client, &state.settings.temporal_namespace, timeout).await,
-            _ => false,
-        }
-    };
-    let (postgres, temporal) = tokio::join!(db::is_reachable(&state.pool, timeout), temporal_up);
+    let deps = &state.dependencies;
+    // Connecting (on the first check) and asking share the one deadline.
+    let temporal = deps.temporal.check(async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        temporal::answers(client, &state.settings.temporal_namespace, CHECK_TIMEOUT).await.map_err(|e| e.to_string())
+    });
+    let (postgres, temporal) = tokio::join!(deps.postgres.check(db::answers(&state.pool)), temporal);
     let ready = postgres && temporal && !state.stopping.load(std::sync::atomic::Ordering::SeqCst);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, postgres, temporal }))

@@ -12,6 +12,7 @@ use super::metrics::HttpMetrics;
 use super::orders::events::EventHub;
 use super::rate_limit::{Limiter, SignupLimiter, limiter};
 use crate::config::Settings;
+use crate::readiness::Dependencies;
 use crate::temporal::{self, TemporalError};
 
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct AppState {
     pub starts: Arc<Semaphore>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub stopping: Arc<AtomicBool>,
+    /// What `/readyz` last found of Postgres and Temporal (a change is logged).
+    pub dependencies: Arc<Dependencies>,
     /// Connected on first use, so the API starts (and serves reads) while Temporal is down.
     temporal: Arc<OnceCell<Client>>,
 }
@@ -51,6 +54,7 @@ impl AppState {
             metrics: HttpMetrics::new(),
             starts: Arc::new(Semaphore::new(temporal::STARTS_IN_FLIGHT)),
             stopping: Arc::new(AtomicBool::new(false)),
+            dependencies: Arc::default(),
             temporal: Arc::new(OnceCell::new()),
         })
     }

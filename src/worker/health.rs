@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +13,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use temporalio_client::Client;
 
+use crate::readiness::{CHECK_TIMEOUT, Dependencies};
 use crate::{db, temporal};
 
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub struct WorkerHealth {
     pub namespace: String,
     /// True while the worker polls; cleared as shutdown begins.
     pub polling: Arc<AtomicBool>,
+    pub dependencies: Arc<Dependencies>,
 }
 
 #[derive(Serialize)]
@@ -41,10 +42,11 @@ pub fn router(health: WorkerHealth) -> Router {
 }
 
 async fn readyz(State(h): State<WorkerHealth>) -> (StatusCode, Json<Readiness>) {
-    let timeout = Duration::from_secs(2);
     let polling = h.polling.load(Ordering::SeqCst);
-    let (postgres, temporal) =
-        tokio::join!(db::is_reachable(&h.pool, timeout), temporal::is_reachable(&h.client, &h.namespace, timeout));
+    let (postgres, temporal) = tokio::join!(
+        h.dependencies.postgres.check(db::answers(&h.pool)),
+        h.dependencies.temporal.check(temporal::answers(&h.client, &h.namespace, CHECK_TIMEOUT))
+    );
     let ready = polling && postgres && temporal;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, polling, postgres, temporal }))
