@@ -15,7 +15,6 @@ use std::time::Duration;
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the last check of the dependencies found, logged when it changes.
-#[derive(Debug)]
 pub struct Dependencies {
     pub postgres: Dependency,
     pub temporal: Dependency,
@@ -28,7 +27,6 @@ impl Default for Dependencies {
 }
 
 /// One dependency's last check: up until a check says otherwise.
-#[derive(Debug)]
 pub struct Dependency {
     name: &'static str,
     down: AtomicBool,
@@ -50,7 +48,7 @@ impl Dependency {
 
     /// Records a check's outcome and returns whether the dependency is up,
     /// logging the cause when it goes down and a line when it comes back.
-    pub fn observe<E: Display>(&self, checked: Result<(), E>) -> bool {
+    fn observe<E: Display>(&self, checked: Result<(), E>) -> bool {
         match checked {
             Ok(()) => {
                 if self.down.swap(false, Ordering::SeqCst) {
