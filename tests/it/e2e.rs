@@ -45,10 +45,20 @@ impl Process {
 /// range (`ip_local_port_range`, 32768–60999 by default): a port that the OS
 /// picked for `:0` and that was released can be taken as the local port of any
 /// outgoing connection (to Postgres, to Temporal) before the process binds it.
+///
+/// A port is also handed out once per test run: tests run side by side (nextest
+/// runs each in a process of its own), and two could otherwise pick the same free
+/// port before either process bound it. The claim is a file created exclusively
+/// in a directory of the run's (`NEXTEST_RUN_ID`; this process's id under `cargo test`).
 pub(crate) fn free_port() -> u16 {
+    let run = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+    let claims = std::env::temp_dir().join(format!("orders-test-ports-{run}"));
+    std::fs::create_dir_all(&claims).unwrap();
     loop {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::fs::File::create_new(claims.join(port.to_string())).is_ok()
+        {
             return port;
         }
     }
