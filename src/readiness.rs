@@ -3,16 +3,30 @@
 //! the cause of a failing check (a refused login, a pooler rejecting a startup
 //! parameter, a timeout) is logged once when the dependency goes down, and its
 //! return once, rather than at every probe or never.
+//!
+//! `/readyz` answers anyone on the API's port, so a check's outcome is shared:
+//! probes that ask within `FRESH_FOR` of a check hear its outcome, and probes
+//! that ask while one runs wait for it. However many ask, each process asks
+//! each dependency at most once a second (plus the one check that may be
+//! running), instead of a query and a Temporal RPC per request.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
 /// How long one dependency's check may take, whatever it does (connect, then
 /// ask): below the probes' `timeoutSeconds` (3) in the Helm chart, so a probe
 /// hears 503 from us rather than timing out.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a check's outcome answers the probes that follow it: well under
+/// any probe period (the chart's are 5 and 10 s), so a dependency that goes
+/// down is reported by the next probe.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// What the last check of the dependencies found, logged when it changes.
 pub struct Dependencies {
@@ -30,20 +44,34 @@ impl Default for Dependencies {
 pub struct Dependency {
     name: &'static str,
     down: AtomicBool,
+    /// When the last check ended and whether the dependency was up. Held while
+    /// a check runs, so one runs at a time and the probes queued behind it
+    /// hear its outcome.
+    last: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Dependency {
     pub fn new(name: &'static str) -> Self {
-        Self { name, down: AtomicBool::new(false) }
+        Self { name, down: AtomicBool::new(false), last: Mutex::new(None) }
     }
 
-    /// Runs `check` within `CHECK_TIMEOUT` and records its outcome: whether the
-    /// dependency is up.
+    /// Whether the dependency is up: the outcome of a check that ended within
+    /// `FRESH_FOR`, or else of `check`, run now within `CHECK_TIMEOUT` (a
+    /// future does nothing until polled, so an unused one costs nothing). A
+    /// caller waits at most for the one check before its own.
     pub async fn check<E: Display>(&self, check: impl Future<Output = Result<(), E>>) -> bool {
-        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        let mut last = self.last.lock().await;
+        if let Some((at, up)) = *last
+            && at.elapsed() < FRESH_FOR
+        {
+            return up;
+        }
+        let up = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
             Ok(checked) => self.observe(checked),
             Err(_) => self.observe(Err(format!("no answer within {CHECK_TIMEOUT:?}"))),
-        }
+        };
+        *last = Some((Instant::now(), up));
+        up
     }
 
     /// Records a check's outcome and returns whether the dependency is up,
@@ -69,6 +97,7 @@ impl Dependency {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -113,5 +142,72 @@ mod tests {
         assert!(lines[0].contains(r#"dependency="postgres""#), "{}", lines[0]);
         assert!(lines[0].contains("unsupported startup parameter: extra_float_digits"), "{}", lines[0]);
         assert!(lines[1].contains("INFO") && lines[1].contains("reachable again"), "{}", lines[1]);
+    }
+
+    /// A check that counts its runs and answers `up`.
+    async fn counted(runs: &AtomicUsize, up: bool) -> Result<(), &'static str> {
+        runs.fetch_add(1, Ordering::SeqCst);
+        if up { Ok(()) } else { Err("refused") }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_within_a_second_of_a_check_share_its_outcome() {
+        let temporal = Dependency::new("temporal");
+        let runs = AtomicUsize::new(0);
+        assert!(temporal.check(counted(&runs, true)).await);
+        // The dependency went down, but within FRESH_FOR the last outcome stands.
+        for _ in 0..100 {
+            assert!(temporal.check(counted(&runs, false)).await);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one check answered them all");
+        tokio::time::advance(FRESH_FOR).await;
+        assert!(!temporal.check(counted(&runs, false)).await, "the next probe after FRESH_FOR checks again");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_that_arrive_during_a_check_wait_for_it_rather_than_start_their_own() {
+        let postgres = Arc::new(Dependency::new("postgres"));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let answer = Arc::new(tokio::sync::Notify::new());
+        let mut probes = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (postgres, runs, answer) = (postgres.clone(), runs.clone(), answer.clone());
+            probes.spawn(async move {
+                postgres
+                    .check(async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        answer.notified().await;
+                        Ok::<(), &str>(())
+                    })
+                    .await
+            });
+        }
+        // Every probe is either running the check or queued behind it.
+        while runs.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        answer.notify_waiters();
+        let mut answers = Vec::new();
+        while let Some(up) = probes.join_next().await {
+            answers.push(up.unwrap());
+        }
+        assert_eq!(answers, vec![true; 50]);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one check for fifty probes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_without_an_answer_is_down_after_the_timeout_and_then_shared() {
+        let postgres = Dependency::new("postgres");
+        let runs = AtomicUsize::new(0);
+        let hung = async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), &str>>().await
+        };
+        let started = Instant::now();
+        assert!(!postgres.check(hung).await);
+        assert_eq!(started.elapsed(), CHECK_TIMEOUT);
+        assert!(!postgres.check(counted(&runs, true)).await, "a timed-out check is an outcome like any other");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }
