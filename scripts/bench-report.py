@@ -56,10 +56,16 @@ def first_pair(floors_, e2e_):
 # above; scripts/bench then runs six more, in blocks of this service, floor (a),
 # floor (a), this service (earlier reports: two, in one such block).
 def repeated_pairs(e2e_scenario, floor_scenario):
-    """Pairs of repeated runs, recorded under these scenario names, in run order."""
-    return [{"floor_a": f["per_second"], "end_to_end": r["per_second"]}
+    """Pairs of repeated runs, recorded under these scenario names, in run order,
+    with the Temporal server's CPU ms per order in each run (reports before
+    `2026-12-04` lack it)."""
+    def temporal_ms(run, n):
+        return run["temporal_cpu_s"] * 1000 / n if "temporal_cpu_s" in run else None
+    return [{"floor_a": f["result"]["per_second"], "end_to_end": r["per_second"],
+             "floor_a_temporal_ms": temporal_ms(f, f["result"]["workflows"]),
+             "end_to_end_temporal_ms": temporal_ms(r, r["orders"])}
             for r, f in zip([r for r in rows if r.get("scenario") == e2e_scenario],
-                            [r["result"] for r in rows if r.get("scenario") == floor_scenario])]
+                            [r for r in rows if r.get("scenario") == floor_scenario])]
 
 
 ratio_pairs = first_pair(floors, e2e) + repeated_pairs("end_to_end_repeat", "floor_repeat")
@@ -299,10 +305,23 @@ md += ["", "History events and workflow tasks are counted up to `shipped` (ours 
 
 
 def pairs_table(pairs):
-    """The pairs of runs as a table, one row each."""
-    return ["| pair | floor (a) orders/s | this service orders/s | ratio |", "|---|---|---|---|"] + [
-        f"| {i} | {p['floor_a']:.1f} | {p['end_to_end']:.1f} | {p['end_to_end'] / p['floor_a']:.2f} |"
+    """The pairs of runs as a table, one row each, with the Temporal server's CPU
+    per order in each side's run, and what that CPU says, where it was measured."""
+    def cpu(ms):
+        return "—" if ms is None else f"{ms:.1f}"
+    rows_ = ["| pair | floor (a) orders/s | this service orders/s | ratio | Temporal CPU ms/order, floor (a) / this service |",
+             "|---|---|---|---|---|"] + [
+        f"| {i} | {p['floor_a']:.1f} | {p['end_to_end']:.1f} | {p['end_to_end'] / p['floor_a']:.2f} | "
+        f"{cpu(p.get('floor_a_temporal_ms'))} / {cpu(p.get('end_to_end_temporal_ms'))} |"
         for i, p in enumerate(pairs, 1)] + [""]
+    measured = [p for p in pairs if p.get("floor_a_temporal_ms") and p.get("end_to_end_temporal_ms")]
+    if measured:
+        floor_ms = statistics.mean(p["floor_a_temporal_ms"] for p in measured)
+        ours_ms = statistics.mean(p["end_to_end_temporal_ms"] for p in measured)
+        rows_ += [f"The Temporal server does the same work per order for both sides (the same history); the CPU it "
+                  f"spent on it averaged {floor_ms:.1f} ms per order in floor (a)'s runs and {ours_ms:.1f} ms in "
+                  f"this service's ({ours_ms / floor_ms:.2f} x), over {len(measured)} pairs.", ""]
+    return rows_
 
 
 if len(ratio_pairs) > 1:
