@@ -12,7 +12,6 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -43,8 +42,8 @@ impl Default for Dependencies {
 /// One dependency's last check: up until a check says otherwise.
 pub struct Dependency {
     name: &'static str,
-    down: AtomicBool,
-    /// When the last check ended and whether the dependency was up. Held while
+    /// When the last check ended and whether the dependency was up (a change
+    /// of which is logged; none yet counts as up). Held while
     /// a check runs, so one runs at a time and the probes queued behind it
     /// hear its outcome.
     last: Mutex<Option<(Instant, bool)>>,
@@ -52,7 +51,7 @@ pub struct Dependency {
 
 impl Dependency {
     pub fn new(name: &'static str) -> Self {
-        Self { name, down: AtomicBool::new(false), last: Mutex::new(None) }
+        Self { name, last: Mutex::new(None) }
     }
 
     /// Whether the dependency is up: the outcome of a check that ended within
@@ -66,26 +65,27 @@ impl Dependency {
         {
             return up;
         }
+        let was_up = last.is_none_or(|(_, up)| up);
         let up = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-            Ok(checked) => self.observe(checked),
-            Err(_) => self.observe(Err(format!("no answer within {CHECK_TIMEOUT:?}"))),
+            Ok(checked) => self.observe(was_up, checked),
+            Err(_) => self.observe(was_up, Err(format!("no answer within {CHECK_TIMEOUT:?}"))),
         };
         *last = Some((Instant::now(), up));
         up
     }
 
-    /// Records a check's outcome and returns whether the dependency is up,
-    /// logging the cause when it goes down and a line when it comes back.
-    fn observe<E: Display>(&self, checked: Result<(), E>) -> bool {
+    /// Whether a check's outcome says the dependency is up, logging the cause
+    /// when it goes down (it `was_up` before) and a line when it comes back.
+    fn observe<E: Display>(&self, was_up: bool, checked: Result<(), E>) -> bool {
         match checked {
             Ok(()) => {
-                if self.down.swap(false, Ordering::SeqCst) {
+                if !was_up {
                     tracing::info!(dependency = self.name, "reachable again");
                 }
                 true
             }
             Err(e) => {
-                if !self.down.swap(true, Ordering::SeqCst) {
+                if was_up {
                     tracing::warn!(dependency = self.name, error = %e, "unreachable: not ready until it answers");
                 }
                 false
@@ -97,7 +97,7 @@ impl Dependency {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -129,12 +129,18 @@ mod tests {
         let postgres = Dependency::new("postgres");
         let mut answers = Vec::new();
         let lines = logged(|| {
-            answers.push(postgres.observe(Ok::<(), &str>(())));
-            answers.push(postgres.observe(Err("unsupported startup parameter: extra_float_digits")));
-            answers.push(postgres.observe(Err("unsupported startup parameter: extra_float_digits")));
-            answers.push(postgres.observe(Err("pool timed out")));
-            answers.push(postgres.observe(Ok::<(), &str>(())));
-            answers.push(postgres.observe(Ok::<(), &str>(())));
+            let mut up = true;
+            for checked in [
+                Ok(()),
+                Err("unsupported startup parameter: extra_float_digits"),
+                Err("unsupported startup parameter: extra_float_digits"),
+                Err("pool timed out"),
+                Ok(()),
+                Ok(()),
+            ] {
+                up = postgres.observe(up, checked);
+                answers.push(up);
+            }
         });
         assert_eq!(answers, [true, false, false, false, true, true]);
         assert_eq!(lines.len(), 2, "{lines:#?}");
